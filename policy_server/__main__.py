@@ -1,0 +1,5 @@
+"""``python -m policy_server``."""
+
+from policy_server.cli import main
+
+main()

@@ -1,0 +1,195 @@
+"""``/v1/namespaces/{namespace}/...``: recorded Stages with their queues, and Promotions."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Controller, get
+from litestar.openapi.spec import Example
+from litestar.params import PathParameter, QueryParameter
+
+from policy_server.api.params import Namespace, SettingsDep, StateStoreDep
+from policy_server.api.problems import problem_responses
+from policy_server.api.stages.schemas import (
+    CurrentFreight,
+    KargoVerificationRecord,
+    PromotionSummary,
+    PromotionView,
+    StageSummaryView,
+    StageView,
+    VerificationRun,
+)
+from policy_server.errors import NotFound
+from policy_server.kargo import PromotionFacts, RunFacts, format_time
+from policy_server.store import StageState
+
+
+class StagesController(Controller):
+    """Recorded Stages and Promotions."""
+
+    path = "/v1/namespaces/{namespace:str}"
+    tags = ["state"]
+
+    @get(
+        "/stages",
+        operation_id="ListStages",
+        responses=problem_responses(503),
+        summary="List the recorded Stages of a namespace with the length of their queues",
+    )
+    async def list_stages(self, state_store: StateStoreDep, namespace: Namespace) -> list[StageSummaryView]:
+        """List the recorded Stages of a namespace with the length of their queues."""
+        return [
+            StageSummaryView(
+                namespace=s.namespace,
+                name=s.name,
+                resource_version=s.resource_version,
+                has_verification=bool(s.has_verification),
+                health=s.health_status,
+                current_promotion=s.current_promotion,
+                last_promotion=s.last_promotion,
+                queued=s.queued,
+            )
+            for s in await state_store.list_stages(namespace)
+        ]
+
+    @get(
+        "/stages/{name:str}",
+        operation_id="GetStage",
+        responses=problem_responses(404, 503),
+        summary="Show a Stage: its queue in Kargo's order, recent Promotions, current Freight and verification run",
+    )
+    async def get_stage(
+        self,
+        state_store: StateStoreDep,
+        settings: SettingsDep,
+        namespace: Namespace,
+        name: Annotated[str, PathParameter(description="Stage name.", examples=[Example(value="prod")])],
+        recent: Annotated[
+            int | None,
+            QueryParameter(ge=0, le=100, description="How many terminal Promotions to list (default 10)."),
+        ] = None,
+    ) -> StageView:
+        """Show a Stage: its queue in Kargo's order, recent Promotions, current Freight and verification run."""
+        state = await state_store.stage_state(
+            namespace, name, recent=settings.recent_promotions if recent is None else recent
+        )
+        if state is None:
+            raise NotFound(f"Stage {namespace}/{name} is not recorded")
+        return _stage_view(state)
+
+    @get(
+        "/promotions/{name:str}",
+        operation_id="GetPromotion",
+        responses=problem_responses(404, 503),
+        summary="Show a Promotion and where it stands in its Stage's queue",
+    )
+    async def get_promotion(
+        self,
+        state_store: StateStoreDep,
+        namespace: Namespace,
+        name: Annotated[
+            str,
+            PathParameter(
+                description="Promotion name.", examples=[Example(value="prod.01kztrdxmgg3c76w16pjvk9zds.759376c")]
+            ),
+        ],
+    ) -> PromotionView:
+        """Show a Promotion and where it stands in its Stage's queue."""
+        found = await state_store.promotion(namespace, name)
+        if found is None:
+            raise NotFound(f"Promotion {namespace}/{name} is not recorded")
+        stored, facts = found
+        position: int | None = None
+        ahead: list[str] = []
+        if not facts.terminal:
+            stage = await state_store.stage_state(namespace, facts.stage, recent=0)
+            if stage is not None:
+                names = [p.name for p in stage.queue]
+                if name in names:
+                    position = names.index(name)
+                    ahead = names[:position]
+        return PromotionView(
+            namespace=namespace,
+            name=name,
+            stage=facts.stage,
+            phase=facts.phase,
+            freight=facts.freight,
+            terminal=facts.terminal,
+            queue_position=position,
+            ahead=ahead,
+            resource_version=stored.resource_version,
+            created_at=format_time(facts.created_at),
+            started_at=format_time(facts.started_at),
+            finished_at=format_time(facts.finished_at),
+            abort_requested=facts.abort_requested,
+            object=stored.object,
+        )
+
+
+def _summary(p: PromotionFacts) -> PromotionSummary:
+    return PromotionSummary(
+        name=p.name,
+        phase=p.phase,
+        freight=p.freight,
+        created_at=format_time(p.created_at),
+        started_at=format_time(p.started_at),
+        finished_at=format_time(p.finished_at),
+        abort_requested=p.abort_requested,
+    )
+
+
+def _run(r: RunFacts) -> VerificationRun:
+    return VerificationRun(
+        name=r.name,
+        phase=r.phase,
+        effective_phase=r.effective_phase,
+        terminated=r.terminated,
+        freight_collection=r.freight_collection,
+        promotion_annotation=r.promotion,
+        created_at=format_time(r.created_at),
+        started_at=format_time(r.started_at),
+        completed_at=format_time(r.completed_at),
+    )
+
+
+def _current_freight(status: dict[str, Any]) -> CurrentFreight | None:
+    history = status.get("freightHistory") or []
+    if not history or not isinstance(history[0], dict):
+        return None
+    entry = history[0]
+    items = entry.get("items") or {}
+    names = [ref.get("name") for ref in items.values() if isinstance(ref, dict) and ref.get("name")]
+    record = None
+    verifications = entry.get("verificationHistory") or []
+    if verifications and isinstance(verifications[0], dict):
+        v = verifications[0]
+        run = v.get("analysisRun") or {}
+        record = KargoVerificationRecord(
+            id=v.get("id"),
+            phase=v.get("phase"),
+            analysis_run=run.get("name") if isinstance(run, dict) else None,
+            start_time=v.get("startTime"),
+            finish_time=v.get("finishTime"),
+            message=v.get("message"),
+        )
+    return CurrentFreight(collection_id=entry.get("id"), freight=sorted(names), kargo_verification=record)
+
+
+def _stage_view(state: StageState) -> StageView:
+    raw = state.stage.object
+    status = raw.get("status") or {}
+    return StageView(
+        namespace=state.stage.key.namespace,
+        name=state.stage.key.name,
+        resource_version=state.stage.resource_version,
+        has_verification=state.has_verification,
+        health=state.health_status,
+        current_promotion=(status.get("currentPromotion") or {}).get("name"),
+        last_promotion=(status.get("lastPromotion") or {}).get("name"),
+        queue=[_summary(p) for p in state.queue],
+        recent_promotions=[_summary(p) for p in state.recent],
+        last_succeeded_promotion=_summary(state.last_succeeded) if state.last_succeeded else None,
+        current_freight=_current_freight(status),
+        current_verification=_run(state.verification) if state.verification else None,
+        conditions=[c for c in status.get("conditions") or [] if isinstance(c, dict)],
+    )

@@ -1,0 +1,1 @@
+"""Ingestion of Kargo state: objects, Lists, watch events and NDJSON streams."""

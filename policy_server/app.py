@@ -1,0 +1,138 @@
+"""The application factory: ``create_app()`` builds a Litestar app wired by one plugin."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import swagger_ui_bundle
+from litestar import Litestar, Response, get
+from litestar.config.app import AppConfig
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import Tag
+from litestar.plugins import InitPluginProtocol
+from litestar.static_files import create_static_files_router
+from litestar.status_codes import HTTP_302_FOUND
+
+from policy_server import __version__
+from policy_server.api.health.controllers import HealthController
+from policy_server.api.problems import EXCEPTION_HANDLERS
+from policy_server.api.stages.controllers import StagesController
+from policy_server.api.state.controllers import StateController
+from policy_server.settings import Settings
+from policy_server.store import Database, StateStore, upgrade
+
+DOCS_PATH = "/docs"
+_ASSETS = f"{DOCS_PATH}/assets"
+_log = logging.getLogger("policy_server")
+
+TAGS = [
+    Tag(name="state", description="Record Kargo state (Stages, Promotions, Freight, AnalysisRuns) and read it back."),
+    Tag(name="health", description="Liveness and readiness probes."),
+]
+
+
+class Services:
+    """What request handlers need, created when the app starts."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.database = Database(
+            settings.effective_database_url,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+        )
+        self.state_store = StateStore(self.database)
+
+
+class PolicyServerPlugin(InitPluginProtocol):
+    """Wires routes, services, error handling and the offline API docs into the app."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def on_app_init(self, app_config: AppConfig) -> AppConfig:
+        settings = self.settings
+        holder: dict[str, Services] = {}
+
+        @contextlib.asynccontextmanager
+        async def lifespan(_app: Litestar) -> AsyncIterator[None]:
+            services = Services(settings)
+            if settings.should_auto_migrate:
+                await upgrade(services.database)
+            holder["services"] = services
+            try:
+                yield
+            finally:
+                await services.database.dispose()
+
+        def provide(name: str) -> Provide:
+            return Provide(lambda: getattr(holder["services"], name), sync_to_thread=False)
+
+        app_config.route_handlers.extend(
+            [HealthController, StateController, StagesController, _root, _swagger_assets()]
+        )
+        app_config.lifespan.append(lifespan)
+        app_config.dependencies.update(
+            {
+                "settings": Provide(lambda: settings, sync_to_thread=False),
+                "database": provide("database"),
+                "state_store": provide("state_store"),
+            }
+        )
+        app_config.exception_handlers.update(EXCEPTION_HANDLERS)  # type: ignore[arg-type]
+        app_config.openapi_config = openapi_config()
+        return app_config
+
+
+def openapi_config() -> OpenAPIConfig:
+    """The OpenAPI document and its docs UI, served from the swagger-ui-bundle package (no CDN)."""
+    return OpenAPIConfig(
+        title="policy-server",
+        version=__version__,
+        description=(
+            "Policy as code for Kargo promotions. policy-server records Kargo state exactly as Kubernetes "
+            "serves it, evaluates Rego policies against it and answers whether a Promotion may start."
+        ),
+        tags=TAGS,
+        path=DOCS_PATH,
+        use_handler_docstrings=True,
+        render_plugins=[
+            SwaggerRenderPlugin(
+                path="/",
+                js_url=f"{_ASSETS}/swagger-ui-bundle.js",
+                css_url=f"{_ASSETS}/swagger-ui.css",
+                standalone_preset_js_url=f"{_ASSETS}/swagger-ui-standalone-preset.js",
+                favicon=f"<link rel='icon' type='image/png' href='{_ASSETS}/favicon-32x32.png'>",
+            )
+        ],
+    )
+
+
+def _swagger_assets():  # type: ignore[no-untyped-def]
+    return create_static_files_router(
+        path=_ASSETS,
+        directories=[Path(swagger_ui_bundle.swagger_ui_path)],
+        include_in_schema=False,
+        name="swagger-assets",
+    )
+
+
+@get("/", include_in_schema=False)
+async def _root() -> Response[None]:
+    return Response(None, status_code=HTTP_302_FOUND, headers={"Location": f"{DOCS_PATH}/"})
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    """Build the app from ``settings`` (default: the environment)."""
+    settings = settings or Settings.from_env()
+    # The body limit goes to the constructor: Litestar ignores a plugin's change of it.
+    return Litestar(
+        plugins=[PolicyServerPlugin(settings)],
+        request_max_body_size=settings.max_body_bytes,
+        debug=False,
+    )

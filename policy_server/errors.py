@@ -1,0 +1,113 @@
+"""The errors policy-server raises, each with a stable machine code.
+
+PolicyServerError                 code              HTTP
+ ├── InvalidInput                 invalid_input     422  a request or document is malformed
+ │    └── InvalidState            invalid_state     422  Kubernetes objects that cannot be recorded
+ ├── PayloadTooLarge              payload_too_large 413  a body or item breaks a configured limit
+ ├── NotFound                     not_found         404  an object the caller named does not exist
+ ├── Conflict                     conflict          409  the request contradicts what is stored
+ └── Unavailable                  unavailable       503  a dependency (database, engine) is down
+
+Foreign errors (SQLAlchemy, drivers, the Rego engine) are translated into this tree at the boundary
+of the package that talks to them; the HTTP layer turns the tree into RFC 9457 problem details in one
+place (``policy_server.api.problems``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    """One problem in one place of the input."""
+
+    message: str
+    field: str | None = None
+    index: int | None = None
+    line: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The problem as JSON-ready data, without empty members."""
+        out: dict[str, Any] = {"message": self.message}
+        if self.index is not None:
+            out["index"] = self.index
+        if self.line is not None:
+            out["line"] = self.line
+        if self.field is not None:
+            out["field"] = self.field
+        return out
+
+
+class PolicyServerError(Exception):
+    """Base of every error the service raises on purpose."""
+
+    code: ClassVar[str] = "internal_error"
+    status: ClassVar[int] = 500
+    title: ClassVar[str] = "Internal error"
+
+    def __init__(self, detail: str, *, errors: list[FieldError] | None = None, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = errors or []
+        self.extra = extra
+
+
+class InvalidInput(PolicyServerError):
+    """A request or document is malformed."""
+
+    code = "invalid_input"
+    status = 422
+    title = "Invalid input"
+
+
+class InvalidState(InvalidInput):
+    """Kubernetes objects that cannot be recorded."""
+
+    code = "invalid_state"
+    title = "Invalid Kubernetes objects"
+
+
+class PayloadTooLarge(PolicyServerError):
+    """A body or item breaks a configured limit."""
+
+    code = "payload_too_large"
+    status = 413
+    title = "Payload too large"
+
+
+class NotFound(PolicyServerError):
+    """An object the caller named does not exist."""
+
+    code = "not_found"
+    status = 404
+    title = "Not found"
+
+
+class Conflict(PolicyServerError):
+    """The request contradicts what is stored."""
+
+    code = "conflict"
+    status = 409
+    title = "Conflict"
+
+
+class Unavailable(PolicyServerError):
+    """A dependency (database, engine) is down."""
+
+    code = "unavailable"
+    status = 503
+    title = "Service unavailable"
+
+
+__all__ = [
+    "Conflict",
+    "FieldError",
+    "InvalidInput",
+    "InvalidState",
+    "NotFound",
+    "PayloadTooLarge",
+    "PolicyServerError",
+    "Unavailable",
+]

@@ -1,0 +1,100 @@
+"""Service settings, read once from ``POLICY_SERVER_*`` environment variables."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+_PREFIX = "POLICY_SERVER_"
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value the service cannot use."""
+
+
+def _default_database_url(data_dir: str) -> str:
+    return f"sqlite+aiosqlite:///{Path(data_dir).resolve() / 'policy-server.db'}"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the service reads from its environment."""
+
+    host: str = "127.0.0.1"
+    """Address to listen on (``POLICY_SERVER_HOST``)."""
+    port: int = 8181
+    """TCP port to listen on (``POLICY_SERVER_PORT``)."""
+    data_dir: str = "data"
+    """Directory of the embedded SQLite database (``POLICY_SERVER_DATA_DIR``)."""
+    database_url: str = ""
+    """SQLAlchemy URL of the store; empty means a SQLite file in ``data_dir`` (``POLICY_SERVER_DATABASE_URL``)."""
+    auto_migrate: bool | None = None
+    """Upgrade the schema at start-up; default: on for SQLite, off for PostgreSQL (``POLICY_SERVER_AUTO_MIGRATE``)."""
+    db_pool_size: int = 10
+    """Connections kept open per process (PostgreSQL) (``POLICY_SERVER_DB_POOL_SIZE``)."""
+    db_max_overflow: int = 10
+    """Extra connections a process may open under load (PostgreSQL) (``POLICY_SERVER_DB_MAX_OVERFLOW``)."""
+    max_body_bytes: int = 16 * 1024 * 1024
+    """Largest accepted request body, in bytes; larger bodies get 413 (``POLICY_SERVER_MAX_BODY_BYTES``)."""
+    log_level: str = "INFO"
+    """Log level of the service (``POLICY_SERVER_LOG_LEVEL``)."""
+    recent_promotions: int = 10
+    """How many terminal Promotions a Stage view lists by default (``POLICY_SERVER_RECENT_PROMOTIONS``)."""
+    extra: dict[str, str] = field(default_factory=dict)
+    """Unrecognised ``POLICY_SERVER_*`` variables, kept so that a typo can be reported."""
+
+    @property
+    def effective_database_url(self) -> str:
+        """The database URL after defaults are applied."""
+        return self.database_url or _default_database_url(self.data_dir)
+
+    @property
+    def is_sqlite(self) -> bool:
+        """Whether the store is an SQLite file."""
+        return self.effective_database_url.startswith("sqlite")
+
+    @property
+    def should_auto_migrate(self) -> bool:
+        """Whether ``run`` upgrades the schema by itself."""
+        return self.is_sqlite if self.auto_migrate is None else self.auto_migrate
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:
+        """Build settings from ``environ`` (default: the process environment), then ``overrides``."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        known = {f.name: f for f in fields(cls) if f.name != "extra"}
+        extra: dict[str, str] = {}
+        for key, raw in env.items():
+            if not key.startswith(_PREFIX):
+                continue
+            name = key[len(_PREFIX) :].lower()
+            spec = known.get(name)
+            if spec is None:
+                extra[key] = raw
+                continue
+            values[name] = _convert(key, raw, spec.type)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values, extra=extra)  # type: ignore[arg-type]
+
+
+def _convert(key: str, raw: str, annotation: object) -> object:
+    text = str(annotation)
+    if text.startswith("int"):
+        try:
+            return int(raw)
+        except ValueError:
+            raise SettingsError(f"{key} must be an integer, got {raw!r}") from None
+    if text.startswith("bool"):
+        lowered = raw.strip().lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+        if lowered == "" and "None" in text:
+            return None
+        raise SettingsError(f"{key} must be true or false, got {raw!r}")
+    return raw

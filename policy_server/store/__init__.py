@@ -1,0 +1,20 @@
+"""Persistence: the only package that talks SQL."""
+
+from policy_server.store._db import Database, translate_errors
+from policy_server.store._migrate import current_revision, head_revision, upgrade
+from policy_server.store._models import metadata
+from policy_server.store._state import ApplyResult, StageState, StageSummary, StateStore, StoredObject
+
+__all__ = [
+    "ApplyResult",
+    "Database",
+    "StageState",
+    "StageSummary",
+    "StateStore",
+    "StoredObject",
+    "current_revision",
+    "head_revision",
+    "metadata",
+    "translate_errors",
+    "upgrade",
+]

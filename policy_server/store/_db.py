@@ -1,0 +1,125 @@
+"""Database engines: SQLite (embedded) and PostgreSQL (production), with errors translated at the edge."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from policy_server.errors import Unavailable
+
+_SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+class Database:
+    """Engines for one store. On SQLite, writes take the write lock up front (``BEGIN IMMEDIATE``).
+
+    SQLite allows one writer at a time; a read-then-write transaction that began deferred cannot upgrade
+    when another connection committed meanwhile, so every write transaction asks for the lock first and
+    waits for it (busy timeout). Reads use a separate engine and see one consistent snapshot (WAL).
+    """
+
+    def __init__(self, url: str, *, pool_size: int = 10, max_overflow: int = 10, echo: bool = False) -> None:
+        self.url = url
+        parsed = make_url(url)
+        self.dialect = parsed.get_backend_name()
+        if self.dialect == "sqlite":
+            database = parsed.database or ""
+            if database and database != ":memory:" and not database.startswith("file:"):
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            self.writer = self._sqlite_engine(url, "BEGIN IMMEDIATE", echo)
+            self.reader = self._sqlite_engine(url, "BEGIN", echo)
+        elif self.dialect == "postgresql":
+            self.writer = create_async_engine(
+                url,
+                pool_size=pool_size,
+                max_overflow=max_overflow,
+                pool_pre_ping=True,
+                pool_recycle=1800,
+                echo=echo,
+            )
+            self.reader = self.writer
+        else:
+            raise ValueError(f"unsupported database {self.dialect!r}: use sqlite+aiosqlite or postgresql+asyncpg")
+
+    @property
+    def is_sqlite(self) -> bool:
+        """Whether the store is SQLite."""
+        return self.dialect == "sqlite"
+
+    @staticmethod
+    def _sqlite_engine(url: str, begin: str, echo: bool) -> AsyncEngine:
+        engine = create_async_engine(url, echo=echo, connect_args={"timeout": _SQLITE_BUSY_TIMEOUT_MS / 1000})
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _on_connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+            # Let SQLAlchemy, not the driver, emit BEGIN, so that we choose its kind.
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=FULL")
+            cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _on_begin(connection):  # type: ignore[no-untyped-def]
+            connection.exec_driver_sql(begin)
+
+        return engine
+
+    @contextlib.asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction: committed when the block ends, rolled back on error."""
+        with translate_errors():
+            async with self.writer.begin() as conn:
+                yield conn
+
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A read-only transaction over one consistent snapshot."""
+        with translate_errors():
+            async with self.reader.connect() as conn:
+                if self.dialect == "postgresql":
+                    await conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"))
+                else:
+                    await conn.begin()
+                try:
+                    yield conn
+                finally:
+                    await conn.rollback()
+
+    async def ping(self) -> None:
+        """Raise Unavailable unless the database answers."""
+        async with self.read() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def dispose(self) -> None:
+        """Close every pooled connection."""
+        await self.writer.dispose()
+        if self.reader is not self.writer:
+            await self.reader.dispose()
+
+
+@contextlib.contextmanager
+def translate_errors() -> Iterator[None]:
+    """Turn a lost or refused database connection into Unavailable (503); other errors pass through."""
+    try:
+        yield
+    except (OperationalError, PoolTimeout, OSError, ConnectionError) as exc:
+        raise Unavailable(f"the database is unavailable: {_short(exc)}") from exc
+    except DBAPIError as exc:
+        if exc.connection_invalidated:
+            raise Unavailable(f"the database connection was lost: {_short(exc)}") from exc
+        raise
+
+
+def _short(exc: BaseException) -> str:
+    text_ = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return text_[0][:200] if text_ else type(exc).__name__

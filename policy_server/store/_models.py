@@ -1,0 +1,126 @@
+"""Tables of the store: recorded Kargo objects, each with the columns decisions query."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import Boolean, DateTime, Index, MetaData, String, Text, TypeDecorator
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+_NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# Kubernetes names are DNS subdomains: at most 253 characters.
+_NAME = String(253)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """An aware UTC datetime on every backend (SQLite keeps no zone, so it is stored naive UTC)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is None:
+            return None
+        value = value.astimezone(UTC)
+        if getattr(dialect, "name", "") == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base with a naming convention, so migrations name constraints the same everywhere."""
+
+    metadata = MetaData(naming_convention=_NAMING)
+
+
+class _Recorded:
+    """Columns every recorded object has."""
+
+    namespace: Mapped[str] = mapped_column(_NAME, primary_key=True)
+    name: Mapped[str] = mapped_column(_NAME, primary_key=True)
+    uid: Mapped[str | None] = mapped_column(String(64))
+    resource_version: Mapped[str | None] = mapped_column(String(64))
+    """``metadata.resourceVersion`` as served (opaque text)."""
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    """A tombstone: the object was deleted at ``resource_version``; an older ADDED cannot revive it."""
+    created_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    """``metadata.creationTimestamp``."""
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    """When this version was recorded."""
+    object: Mapped[str] = mapped_column(Text)
+    """The whole object as served, as JSON text."""
+
+
+class StageRow(_Recorded, Base):
+    """A Kargo Stage."""
+
+    __tablename__ = "stages"
+
+    has_verification: Mapped[bool] = mapped_column(Boolean, default=False)
+    health_status: Mapped[str | None] = mapped_column(String(32))
+    current_promotion: Mapped[str | None] = mapped_column(_NAME)
+    last_promotion: Mapped[str | None] = mapped_column(_NAME)
+    current_freight_collection: Mapped[str | None] = mapped_column(String(64))
+
+
+class PromotionRow(_Recorded, Base):
+    """A Kargo Promotion; ``queue_key`` is the ULID of its name."""
+
+    __tablename__ = "promotions"
+    __table_args__ = (
+        Index("ix_promotions_queue", "namespace", "stage", "terminal", "queue_key"),
+        Index("ix_promotions_phase", "namespace", "stage", "phase", "queue_key"),
+    )
+
+    stage: Mapped[str] = mapped_column(_NAME)
+    freight: Mapped[str | None] = mapped_column(String(64))
+    phase: Mapped[str] = mapped_column(String(32), default="")
+    terminal: Mapped[bool] = mapped_column(Boolean, default=False)
+    queue_key: Mapped[str] = mapped_column(String(254))
+    freight_collection: Mapped[str | None] = mapped_column(String(64))
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    abort_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class FreightRow(_Recorded, Base):
+    """A Kargo Freight."""
+
+    __tablename__ = "freight"
+
+    alias: Mapped[str | None] = mapped_column(_NAME)
+    origin_kind: Mapped[str | None] = mapped_column(String(64))
+    origin_name: Mapped[str | None] = mapped_column(_NAME)
+
+
+class AnalysisRunRow(_Recorded, Base):
+    """An Argo Rollouts AnalysisRun, linked to (Stage, FreightCollection) by Kargo's labels."""
+
+    __tablename__ = "analysis_runs"
+    __table_args__ = (Index("ix_analysis_runs_verification", "namespace", "stage", "freight_collection", "created_at"),)
+
+    stage: Mapped[str | None] = mapped_column(_NAME)
+    freight_collection: Mapped[str | None] = mapped_column(String(64))
+    promotion: Mapped[str | None] = mapped_column(_NAME)
+    """The ``kargo.akuity.io/promotion`` annotation: a hint only, it can name the wrong Promotion."""
+    phase: Mapped[str] = mapped_column(String(32), default="")
+    terminated: Mapped[bool] = mapped_column(Boolean, default=False)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+metadata = Base.metadata

@@ -1,0 +1,438 @@
+"""Recorded Kargo state: applying objects and watch events, and reading one Stage's state."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+from sqlalchemy import Table, and_, bindparam, func, insert, select, text, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from policy_server.kargo import (
+    Action,
+    Item,
+    KargoObject,
+    Kind,
+    ObjectKey,
+    PromotionFacts,
+    RunFacts,
+    is_newer,
+    newest_succeeded,
+    queue_order,
+    verifying_run,
+)
+from policy_server.store._db import Database
+from policy_server.store._models import AnalysisRunRow, FreightRow, PromotionRow, StageRow
+
+TABLES: dict[Kind, Table] = {
+    Kind.STAGE: StageRow.__table__,  # type: ignore[dict-item]
+    Kind.PROMOTION: PromotionRow.__table__,  # type: ignore[dict-item]
+    Kind.FREIGHT: FreightRow.__table__,  # type: ignore[dict-item]
+    Kind.ANALYSIS_RUN: AnalysisRunRow.__table__,  # type: ignore[dict-item]
+}
+_CHUNK = 400
+_PROMOTION_COLUMNS = (
+    "namespace",
+    "name",
+    "stage",
+    "freight",
+    "phase",
+    "queue_key",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "freight_collection",
+    "abort_requested",
+)
+_RUN_COLUMNS = (
+    "namespace",
+    "name",
+    "stage",
+    "freight_collection",
+    "promotion",
+    "phase",
+    "terminated",
+    "created_at",
+    "started_at",
+    "completed_at",
+)
+
+
+@dataclass(slots=True)
+class ApplyResult:
+    """What one ingestion did, item by item, counted."""
+
+    applied: int = 0
+    unchanged: int = 0
+    stale: int = 0
+    deleted: int = 0
+    skipped: int = 0
+    skipped_kinds: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        """Items seen."""
+        return self.applied + self.unchanged + self.stale + self.deleted + self.skipped
+
+    def add(self, other: ApplyResult) -> None:
+        """Add another result's counts to this one."""
+        self.applied += other.applied
+        self.unchanged += other.unchanged
+        self.stale += other.stale
+        self.deleted += other.deleted
+        self.skipped += other.skipped
+        for kind, count in other.skipped_kinds.items():
+            self.skipped_kinds[kind] = self.skipped_kinds.get(kind, 0) + count
+
+
+@dataclass(frozen=True, slots=True)
+class StoredObject:
+    """One recorded object as read back."""
+
+    key: ObjectKey
+    resource_version: str | None
+    deleted: bool
+    created_at: datetime | None
+    recorded_at: datetime
+    object: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class StageState:
+    """One Stage with its queue, recent history and the run that verifies its newest Succeeded Promotion."""
+
+    stage: StoredObject
+    has_verification: bool
+    health_status: str | None
+    queue: list[PromotionFacts]
+    recent: list[PromotionFacts]
+    last_succeeded: PromotionFacts | None
+    verification: RunFacts | None
+
+
+@dataclass(frozen=True, slots=True)
+class StageSummary:
+    """A Stage in a listing."""
+
+    namespace: str
+    name: str
+    resource_version: str | None
+    has_verification: bool
+    health_status: str | None
+    current_promotion: str | None
+    last_promotion: str | None
+    queued: int
+
+
+@dataclass(slots=True)
+class _Current:
+    resource_version: str | None
+    deleted: bool
+    exists: bool
+    obj: KargoObject | None = None
+    dirty: bool = False
+
+
+class StateStore:
+    """Reads and writes recorded Kargo state."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # --- writes ---------------------------------------------------------------------------------
+
+    async def apply(self, items: Sequence[Item]) -> ApplyResult:
+        """Apply items in order, in one transaction; an older resourceVersion never overwrites a newer one."""
+        result = ApplyResult()
+        keys = sorted({i.obj.key for i in items if i.obj is not None}, key=_key_order)
+        async with self.db.write() as conn:
+            await self._lock(conn, keys)
+            current = await self._load(conn, keys)
+            for item in items:
+                self._step(item, current, result)
+            await self._write(conn, current)
+        return result
+
+    async def delete(self, key: ObjectKey, resource_version: str | None = None) -> bool:
+        """Record that an object was deleted (a tombstone); False when it is not recorded."""
+        async with self.db.write() as conn:
+            await self._lock(conn, [key])
+            table = TABLES[key.kind]
+            row = (
+                await conn.execute(
+                    select(table.c.resource_version, table.c.deleted).where(
+                        table.c.namespace == key.namespace, table.c.name == key.name
+                    )
+                )
+            ).first()
+            if row is None or row.deleted:
+                return False
+            rv = resource_version or row.resource_version
+            await conn.execute(
+                update(table)
+                .where(table.c.namespace == key.namespace, table.c.name == key.name)
+                .values(deleted=True, resource_version=rv, recorded_at=_now())
+            )
+            return True
+
+    async def _lock(self, conn: AsyncConnection, keys: Sequence[ObjectKey]) -> None:
+        # SQLite serialises writers with BEGIN IMMEDIATE. PostgreSQL: one advisory lock per object,
+        # taken in a fixed order so that concurrent requests never deadlock, and held to commit.
+        if self.db.is_sqlite or not keys:
+            return
+        names = sorted({f"{k.kind.value}/{k.namespace}/{k.name}" for k in keys})
+        await conn.execute(
+            text(
+                "SELECT pg_advisory_xact_lock(h) FROM "
+                "(SELECT DISTINCT hashtextextended(k, 0) AS h FROM unnest(CAST(:keys AS text[])) AS k) AS s "
+                "ORDER BY h"
+            ),
+            {"keys": names},
+        )
+
+    async def _load(self, conn: AsyncConnection, keys: Sequence[ObjectKey]) -> dict[ObjectKey, _Current]:
+        current: dict[ObjectKey, _Current] = {k: _Current(None, False, False) for k in keys}
+        by_kind: dict[Kind, list[ObjectKey]] = {}
+        for key in keys:
+            by_kind.setdefault(key.kind, []).append(key)
+        for kind, kind_keys in by_kind.items():
+            table = TABLES[kind]
+            for start in range(0, len(kind_keys), _CHUNK):
+                chunk = kind_keys[start : start + _CHUNK]
+                rows = await conn.execute(
+                    select(table.c.namespace, table.c.name, table.c.resource_version, table.c.deleted).where(
+                        tuple_(table.c.namespace, table.c.name).in_([(k.namespace, k.name) for k in chunk])
+                    )
+                )
+                for row in rows:
+                    current[ObjectKey(kind, row.namespace, row.name)] = _Current(
+                        row.resource_version, bool(row.deleted), True
+                    )
+        return current
+
+    @staticmethod
+    def _step(item: Item, current: dict[ObjectKey, _Current], result: ApplyResult) -> None:
+        if item.action is Action.SKIP or item.obj is None:
+            result.skipped += 1
+            if item.skipped_kind:
+                result.skipped_kinds[item.skipped_kind] = result.skipped_kinds.get(item.skipped_kind, 0) + 1
+            return
+        obj = item.obj
+        state = current[obj.key]
+        known = state.exists or state.dirty
+        newer = is_newer(obj.resource_version, state.resource_version) if known else True
+        if item.action is Action.APPLY:
+            if newer is None:
+                # The same version again: a replay, or (when deleted) the version that was deleted.
+                if state.deleted:
+                    result.stale += 1
+                else:
+                    result.unchanged += 1
+                return
+            if newer is False:
+                result.stale += 1
+                return
+            state.deleted = False
+            result.applied += 1
+        else:
+            if newer is False or (newer is None and state.deleted):
+                if state.deleted:
+                    result.unchanged += 1
+                else:
+                    result.stale += 1
+                return
+            state.deleted = True
+            result.deleted += 1
+        state.resource_version = obj.resource_version
+        state.obj = obj
+        state.dirty = True
+
+    async def _write(self, conn: AsyncConnection, current: dict[ObjectKey, _Current]) -> None:
+        now = _now()
+        inserts: dict[Kind, list[dict[str, Any]]] = {}
+        updates: dict[Kind, list[dict[str, Any]]] = {}
+        for key, state in current.items():
+            if not state.dirty or state.obj is None:
+                continue
+            row = _row(state.obj, state.deleted, now)
+            (updates if state.exists else inserts).setdefault(key.kind, []).append(row)
+        for kind, rows in inserts.items():
+            await conn.execute(insert(TABLES[kind]), rows)
+        for kind, rows in updates.items():
+            table = TABLES[kind]
+            columns = [c for c in rows[0] if c not in ("namespace", "name")]
+            stmt = (
+                update(table)
+                .where(table.c.namespace == bindparam("b_namespace"), table.c.name == bindparam("b_name"))
+                .values({c: bindparam(f"b_{c}") for c in columns})
+            )
+            await conn.execute(stmt, [{f"b_{k}": v for k, v in row.items()} for row in rows])
+
+    # --- reads ----------------------------------------------------------------------------------
+
+    async def get(self, key: ObjectKey, *, include_deleted: bool = False) -> StoredObject | None:
+        """One recorded object, or None."""
+        table = TABLES[key.kind]
+        async with self.db.read() as conn:
+            row = (
+                await conn.execute(select(table).where(table.c.namespace == key.namespace, table.c.name == key.name))
+            ).first()
+        if row is None or (row.deleted and not include_deleted):
+            return None
+        return _stored(key.kind, row)
+
+    async def promotion(self, namespace: str, name: str) -> tuple[StoredObject, PromotionFacts] | None:
+        """A Promotion with its facts, or None."""
+        table = TABLES[Kind.PROMOTION]
+        async with self.db.read() as conn:
+            row = (
+                await conn.execute(
+                    select(table).where(table.c.namespace == namespace, table.c.name == name, ~table.c.deleted)
+                )
+            ).first()
+        if row is None:
+            return None
+        return _stored(Kind.PROMOTION, row), _promotion_facts(row)
+
+    async def list_stages(self, namespace: str) -> list[StageSummary]:
+        """Every Stage of a namespace, by name, with the length of its queue."""
+        stages = TABLES[Kind.STAGE]
+        promotions = TABLES[Kind.PROMOTION]
+        queued = (
+            select(func.count())
+            .where(
+                promotions.c.namespace == stages.c.namespace,
+                promotions.c.stage == stages.c.name,
+                ~promotions.c.terminal,
+                ~promotions.c.deleted,
+            )
+            .scalar_subquery()
+        )
+        async with self.db.read() as conn:
+            rows = await conn.execute(
+                select(
+                    stages.c.namespace,
+                    stages.c.name,
+                    stages.c.resource_version,
+                    stages.c.has_verification,
+                    stages.c.health_status,
+                    stages.c.current_promotion,
+                    stages.c.last_promotion,
+                    queued.label("queued"),
+                )
+                .where(stages.c.namespace == namespace, ~stages.c.deleted)
+                .order_by(stages.c.name)
+            )
+            return [StageSummary(**row._asdict()) for row in rows]
+
+    async def stage_state(self, namespace: str, name: str, *, recent: int = 10) -> StageState | None:
+        """One Stage's state from one snapshot: indexed reads of the Stage, its Promotions and runs."""
+        stages = TABLES[Kind.STAGE]
+        promotions = TABLES[Kind.PROMOTION]
+        runs = TABLES[Kind.ANALYSIS_RUN]
+        async with self.db.read() as conn:
+            stage_row = (
+                await conn.execute(
+                    select(stages).where(stages.c.namespace == namespace, stages.c.name == name, ~stages.c.deleted)
+                )
+            ).first()
+            if stage_row is None:
+                return None
+            of_stage = and_(promotions.c.namespace == namespace, promotions.c.stage == name, ~promotions.c.deleted)
+            cols = [promotions.c[c] for c in _PROMOTION_COLUMNS]
+            queue_rows = (await conn.execute(select(*cols).where(of_stage, ~promotions.c.terminal))).all()
+            recent_rows = (
+                await conn.execute(
+                    select(*cols)
+                    .where(of_stage, promotions.c.terminal)
+                    .order_by(promotions.c.queue_key.desc())
+                    .limit(max(recent, 0))
+                )
+            ).all()
+            last_row = (
+                await conn.execute(
+                    select(*cols)
+                    .where(of_stage, promotions.c.phase == "Succeeded")
+                    .order_by(promotions.c.queue_key.desc())
+                    .limit(1)
+                )
+            ).first()
+            last = _promotion_facts(last_row) if last_row is not None else None
+            candidates: list[RunFacts] = []
+            if stage_row.has_verification and last is not None and last.freight_collection and last.finished_at:
+                run_rows = await conn.execute(
+                    select(*[runs.c[c] for c in _RUN_COLUMNS])
+                    .where(
+                        runs.c.namespace == namespace,
+                        runs.c.stage == name,
+                        runs.c.freight_collection == last.freight_collection,
+                        runs.c.created_at >= last.finished_at,
+                        ~runs.c.deleted,
+                    )
+                    .order_by(runs.c.created_at.desc(), runs.c.name.desc())
+                    .limit(1)
+                )
+                candidates = [_run_facts(r) for r in run_rows]
+        return StageState(
+            stage=_stored(Kind.STAGE, stage_row),
+            has_verification=bool(stage_row.has_verification),
+            health_status=stage_row.health_status,
+            queue=queue_order(_promotion_facts(r) for r in queue_rows),
+            recent=[_promotion_facts(r) for r in recent_rows],
+            last_succeeded=newest_succeeded([last] if last else []),
+            verification=verifying_run(last, candidates) if stage_row.has_verification else None,
+        )
+
+    async def counts(self) -> dict[str, int]:
+        """Live (not deleted) objects per kind."""
+        out: dict[str, int] = {}
+        async with self.db.read() as conn:
+            for kind, table in TABLES.items():
+                out[kind.value] = (
+                    await conn.execute(select(func.count()).select_from(table).where(~table.c.deleted))
+                ).scalar_one()
+        return out
+
+
+def _key_order(key: ObjectKey) -> tuple[str, str, str]:
+    return (key.kind.value, key.namespace, key.name)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _row(obj: KargoObject, deleted: bool, now: datetime) -> dict[str, Any]:
+    return {
+        "namespace": obj.key.namespace,
+        "name": obj.key.name,
+        "uid": obj.uid,
+        "resource_version": obj.resource_version,
+        "deleted": deleted,
+        "created_at": obj.created_at,
+        "recorded_at": now,
+        "object": msgspec.json.encode(obj.raw).decode(),
+        **obj.columns,
+    }
+
+
+def _stored(kind: Kind, row: Any) -> StoredObject:
+    return StoredObject(
+        key=ObjectKey(kind, row.namespace, row.name),
+        resource_version=row.resource_version,
+        deleted=bool(row.deleted),
+        created_at=row.created_at,
+        recorded_at=row.recorded_at,
+        object=msgspec.json.decode(row.object),
+    )
+
+
+def _promotion_facts(row: Any) -> PromotionFacts:
+    return PromotionFacts(**{c: getattr(row, c) for c in _PROMOTION_COLUMNS})
+
+
+def _run_facts(row: Any) -> RunFacts:
+    return RunFacts(**{c: getattr(row, c) for c in _RUN_COLUMNS})

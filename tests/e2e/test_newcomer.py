@@ -1,0 +1,86 @@
+"""What a newcomer does: run the server, post the fixtures with a real HTTP client, read the state back."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from tests.conftest import fresh_postgres_database, require_postgres
+from tests.e2e.conftest import cli
+from tests.integration.conftest import AR_E, PROD_P6, PROD_P7, PROD_P8
+
+
+def _walk_through(server_url: str, fixtures_dir, env: dict[str, str]) -> None:
+    with httpx.Client(base_url=server_url, timeout=30) as http:
+        response = http.post(
+            "/v1/state",
+            content=(fixtures_dir / "list-kargo-demo.json").read_bytes(),
+            headers={"content-type": "application/json"},
+        )
+        assert response.status_code == 200 and response.json()["applied"] == 25
+
+        prod = http.get("/v1/namespaces/kargo-demo/stages/prod").json()
+        assert [p["name"] for p in prod["queue"]] == [PROD_P6, PROD_P7]
+        assert prod["current_verification"]["name"] == AR_E
+
+        # `kubectl get -w -o json` prints indented objects one after another: the CLI reads that too.
+        events = [json.loads(line) for line in (fixtures_dir / "watch-prod-verification-failed.jsonl").open()]
+        indented = "\n".join(json.dumps(e, indent=4) for e in events).encode()
+        result = cli("ingest", "--url", server_url, "-", env=env, stdin=indented)
+        assert result.returncode == 0, result.stderr.decode()
+        assert json.loads(result.stdout)["deleted"] == 1
+
+        p8 = http.get(f"/v1/namespaces/kargo-demo/promotions/{PROD_P8}").json()
+        assert p8["phase"] == "Succeeded"
+        assert http.get("/docs/").status_code == 200
+        assert http.get("/health").json()["status"] == "ok"
+
+
+def test_embedded_sqlite_server_end_to_end(server_factory, fixtures_dir, tmp_path):
+    env = {"POLICY_SERVER_DATA_DIR": str(tmp_path / "data")}
+    server = server_factory(env)
+    _walk_through(server.url, fixtures_dir, env)
+    assert (tmp_path / "data" / "policy-server.db").is_file()
+
+
+@pytest.mark.postgres
+def test_postgres_server_end_to_end(server_factory, fixtures_dir):
+    for url in fresh_postgres_database(require_postgres()):
+        env = {"POLICY_SERVER_DATABASE_URL": url}
+        not_migrated = cli("db", "current", env=env)
+        assert b"(empty)" in not_migrated.stdout
+        upgraded = cli("db", "upgrade", env=env)
+        assert upgraded.returncode == 0, upgraded.stderr.decode()
+        server = server_factory(env)
+        _walk_through(server.url, fixtures_dir, env)
+
+
+def test_cli_ingest_writes_the_configured_database(fixtures_dir, tmp_path):
+    env = {"POLICY_SERVER_DATA_DIR": str(tmp_path)}
+    first = cli("ingest", str(fixtures_dir / "list-kargo-demo.json"), env=env)
+    assert first.returncode == 0, first.stderr.decode()
+    assert json.loads(first.stdout)["applied"] == 25
+    again = cli("ingest", str(fixtures_dir / "list-kargo-demo.json"), env=env)
+    assert json.loads(again.stdout)["unchanged"] == 25
+
+    stream = cli("ingest", "--batch", "5", str(fixtures_dir / "watch-prod-verification-failed.jsonl"), env=env)
+    assert json.loads(stream.stdout) == {
+        "items": 22,
+        "applied": 16,
+        "unchanged": 5,
+        "stale": 0,
+        "deleted": 1,
+        "skipped": 0,
+    }
+
+
+def test_cli_ingest_rejects_bad_input_and_stores_nothing(tmp_path):
+    env = {"POLICY_SERVER_DATA_DIR": str(tmp_path)}
+    bad = b'{"apiVersion": "kargo.akuity.io/v1alpha1", "kind": "Stage", "metadata": {"name": "x"}}'
+    result = cli("ingest", "-", env=env, stdin=bad)
+    assert result.returncode == 1
+    assert b"metadata.namespace" in result.stderr
+    assert result.stdout == b""
+    assert not (tmp_path / "policy-server.db").exists()
