@@ -1,0 +1,124 @@
+"""What the engine evaluates (policies, bundles) and what it answers (outcomes with reason codes)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from policy_server.engine._protocol import Module
+
+# Reason codes of a failed evaluation: stable, shown to callers and in the decision log.
+EVALUATION_TIMEOUT = "evaluation_timeout"
+ENGINE_CRASHED = "engine_crashed"
+EVALUATION_ERROR = "evaluation_error"
+EVALUATION_UNDEFINED = "evaluation_undefined"
+EVALUATION_MEMORY = "evaluation_memory_exceeded"
+ENGINE_UNAVAILABLE = "engine_unavailable"
+INVALID_RESULT = "invalid_policy_result"
+
+RULES = ("deny", "warn", "abort")
+_PACKAGE = re.compile(r"^\s*package\s+([A-Za-z_][\w.]*)\s*$", re.M)
+
+
+def package_of(source: str) -> str | None:
+    """The package a Rego module declares (plain dotted paths only)."""
+    match = _PACKAGE.search(source)
+    return match.group(1) if match else None
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyCode:
+    """The Rego of one policy revision: its main module and its test modules."""
+
+    policy_id: str
+    source: str
+    tests: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def package(self) -> str:
+        """The policy's package (validated to exist before a revision is accepted)."""
+        return package_of(self.source) or ""
+
+    @property
+    def filename(self) -> str:
+        """The file name used in problem locations."""
+        return f"{self.policy_id}/policy.rego"
+
+    def modules(self, with_tests: bool = False) -> list[Module]:
+        """The modules to load: the policy, and its tests when asked."""
+        out = [Module(self.filename, self.source)]
+        if with_tests:
+            out += [Module(f"{self.policy_id}/{name}", text) for name, text in sorted(self.tests.items())]
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Bundle:
+    """Policies compiled together once per set of revisions, each reached through a generated entrypoint."""
+
+    key: str
+    modules: tuple[Module, ...]
+    entrypoints: dict[str, str]
+    """Policy id → entrypoint (``policy_server/entry/eN/result``)."""
+
+    @classmethod
+    def of(cls, policies: list[PolicyCode]) -> Bundle:
+        """Compile-ready bundle for ``policies``; the key changes whenever any source does."""
+        modules: list[Module] = []
+        entrypoints: dict[str, str] = {}
+        digest = hashlib.sha256()
+        for index, policy in enumerate(sorted(policies, key=lambda p: p.policy_id)):
+            name = f"e{index}"
+            modules.append(Module(policy.filename, policy.source))
+            modules.append(Module(f"policy_server/entry/{name}.rego", _wrapper(name, policy.package)))
+            entrypoints[policy.policy_id] = f"policy_server/entry/{name}/result"
+            digest.update(policy.policy_id.encode() + b"\0" + policy.source.encode() + b"\0")
+        return cls(digest.hexdigest()[:32], tuple(modules), entrypoints)
+
+    def compile_message(self) -> dict[str, Any]:
+        """The worker request that compiles this bundle."""
+        return {
+            "op": "compile",
+            "key": self.key,
+            "modules": [(m.name, m.source) for m in self.modules],
+            "entrypoints": list(self.entrypoints.values()),
+        }
+
+
+def _wrapper(name: str, package: str) -> str:
+    # Collect the contract's rules into one value; a rule the policy does not define adds nothing.
+    rules = ", ".join(f'"{rule}": {{x | some x in data.{package}.{rule}}}' for rule in RULES)
+    return f"package policy_server.entry.{name}\n\nimport rego.v1\n\nresult := {{{rules}}}\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Why a policy could not be evaluated."""
+
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyOutcome:
+    """What one policy said about one input: its rules' values, or why there are none."""
+
+    policy_id: str
+    deny: list[dict[str, Any]] = field(default_factory=list)
+    warn: list[dict[str, Any]] = field(default_factory=list)
+    abort: list[dict[str, Any]] = field(default_factory=list)
+    failure: Failure | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TestOutcome:
+    """One ``test_*`` rule: ``pass``, ``fail`` (false or undefined) or ``error``."""
+
+    policy_id: str
+    name: str
+    file: str
+    status: str
+    message: str | None = None
+    duration_ms: float = 0.0

@@ -1,0 +1,171 @@
+"""The regopy evaluator: built-in policy tests pass, and crashes, loops and ReDoS fail closed in time."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from policy_server.engine import (
+    ENGINE_CRASHED,
+    EVALUATION_MEMORY,
+    EVALUATION_TIMEOUT,
+    EVALUATION_UNDEFINED,
+    Bundle,
+    PolicyCode,
+    PoolLimits,
+    RegopyEvaluator,
+)
+from tests.conftest import ROOT
+
+DEADLINE_S = 2.0
+
+
+def builtin_policies() -> list[PolicyCode]:
+    out = []
+    for directory in sorted((ROOT / "policies").iterdir()):
+        if (directory / "policy.rego").is_file():
+            tests = {f.name: f.read_text() for f in directory.glob("*_test.rego")}
+            out.append(PolicyCode(directory.name, (directory / "policy.rego").read_text(), tests))
+    return out
+
+
+@pytest.fixture
+async def evaluator():
+    engine = RegopyEvaluator(1, PoolLimits(timeout_s=DEADLINE_S, memory_bytes=512 * 1024 * 1024))
+    yield engine
+    await engine.close()
+
+
+def demo(policy_id: str, body: str) -> PolicyCode:
+    return PolicyCode(policy_id, f"package policies.{policy_id}\n\nimport rego.v1\n\n{body}\n")
+
+
+GOOD = demo("good", 'deny contains {"code": "too_big", "message": "p > 1"} if input.p > 1')
+
+
+async def assert_still_answers(evaluator):
+    (outcome,) = await evaluator.evaluate(Bundle.of([GOOD]), [("good", {"p": 2})])
+    assert outcome.failure is None
+    assert outcome.deny == [{"code": "too_big", "message": "p > 1"}]
+
+
+@pytest.mark.parametrize("policy", builtin_policies(), ids=lambda p: p.policy_id)
+async def test_every_builtin_policy_test_passes(evaluator, policy):
+    results = await evaluator.run_tests(policy)
+    assert len(results) >= 5
+    assert [(r.name, r.status, r.message) for r in results if r.status != "pass"] == []
+
+
+async def test_a_failing_test_is_reported_as_fail_not_pass(evaluator):
+    policy = PolicyCode(
+        "demo",
+        GOOD.source.replace("policies.good", "policies.demo"),
+        {
+            "policy_test.rego": "package policies.demo_test\n\nimport rego.v1\n\n"
+            "test_passes if { 1 == 1 }\n\ntest_fails if { 1 == 2 }\n\ntest_false := false\n"
+        },
+    )
+    results = {r.name: r.status for r in await evaluator.run_tests(policy)}
+    assert results == {"test_passes": "pass", "test_fails": "fail", "test_false": "fail"}
+
+
+async def test_a_policy_that_segfaults_regopy_fails_closed_and_the_next_request_is_answered(evaluator):
+    # `with input as` over a rule that calls a builtin on input crashes regopy 1.5.2.
+    crash = demo(
+        "crash",
+        "_big if count(input.items) > 2\n\n"
+        "allowed if not _big\n\n"
+        'deny contains {"code": "x", "message": "y"} if {\n\tnot allowed with input as {"items": [1, 2, 3]}\n}',
+    )
+    started = time.monotonic()
+    (outcome,) = await evaluator.evaluate(Bundle.of([crash]), [("crash", {"items": []})])
+    assert time.monotonic() - started < DEADLINE_S + 1
+    assert outcome.failure is not None and outcome.failure.code == ENGINE_CRASHED
+    await assert_still_answers(evaluator)
+
+
+async def test_a_crashing_unit_test_is_an_error_and_other_tests_still_run(evaluator):
+    policy = PolicyCode(
+        "demo",
+        "package policies.demo\n\nimport rego.v1\n\ndeny contains 1 if count(input.items) > 2\n",
+        {
+            "policy_test.rego": "package policies.demo_test\n\nimport rego.v1\n\n"
+            "test_ok if { 1 == 1 }\n\n"
+            'test_crashes if {\n\td := data.policies.demo.deny with input as {"items": [1, 2, 3]}\n\tcount(d) == 1\n}\n'
+        },
+    )
+    results = {r.name: (r.status, r.message or "") for r in await evaluator.run_tests(policy)}
+    assert results["test_ok"] == ("pass", "")
+    assert results["test_crashes"][0] == "error" and ENGINE_CRASHED in results["test_crashes"][1]
+
+
+async def test_a_loop_over_a_huge_range_fails_closed_within_the_deadline(evaluator):
+    loop = demo("loop", 'deny contains "n" if {\n\tsome i in numbers.range(1, 1000000000)\n\ti < 0\n}')
+    started = time.monotonic()
+    (outcome,) = await evaluator.evaluate(Bundle.of([loop]), [("loop", {})])
+    assert time.monotonic() - started < DEADLINE_S + 1
+    assert outcome.failure is not None and outcome.failure.code in (EVALUATION_TIMEOUT, EVALUATION_MEMORY)
+    await assert_still_answers(evaluator)
+
+
+async def test_memory_watchdog_stops_a_runaway_evaluation():
+    engine = RegopyEvaluator(1, PoolLimits(timeout_s=30, memory_bytes=300 * 1024 * 1024))
+    try:
+        hog = demo("hog", 'deny contains "n" if count(numbers.range(1, 1000000000)) > 0')
+        started = time.monotonic()
+        (outcome,) = await engine.evaluate(Bundle.of([hog]), [("hog", {})])
+        assert outcome.failure is not None and outcome.failure.code == EVALUATION_MEMORY
+        assert time.monotonic() - started < 15
+        await assert_still_answers(engine)
+    finally:
+        await engine.close()
+
+
+async def test_a_redos_regex_on_a_long_input_fails_closed_within_the_deadline(evaluator):
+    redos = demo("redos", 'deny contains "r" if regex.match(`^(a+)+$`, input.s)')
+    started = time.monotonic()
+    (outcome,) = await evaluator.evaluate(Bundle.of([redos]), [("redos", {"s": "a" * 40 + "!"})])
+    assert time.monotonic() - started < DEADLINE_S + 1
+    assert outcome.failure is not None and outcome.failure.code == EVALUATION_TIMEOUT
+    await assert_still_answers(evaluator)
+
+
+async def test_a_regex_over_a_huge_string_crashes_regopy_and_fails_closed(evaluator):
+    big = demo("big", 'deny contains "r" if regex.match(`^(a|b)*$`, input.s)')
+    (outcome,) = await evaluator.evaluate(Bundle.of([big]), [("big", {"s": "ab" * 100_000})])
+    assert outcome.failure is not None and outcome.failure.code in (ENGINE_CRASHED, EVALUATION_TIMEOUT)
+    await assert_still_answers(evaluator)
+
+
+async def test_an_undefined_result_is_a_failure_not_an_allow(evaluator):
+    broken = PolicyCode("broken", "package policies.broken\n\nimport rego.v1\n\ndeny := input.missing.field\n")
+    (outcome,) = await evaluator.evaluate(Bundle.of([broken]), [("broken", {})])
+    # `deny` is undefined, so the wrapper collects nothing: the engine reports an empty, valid result.
+    # What must never happen is a silent allow from a *result* that is undefined:
+    assert outcome.failure is None or outcome.failure.code == EVALUATION_UNDEFINED
+
+
+async def test_policies_cannot_read_the_service_environment_or_print(evaluator, monkeypatch):
+    monkeypatch.setenv("POLICY_SERVER_DATABASE_URL", "postgresql://user:secret@db/ps")
+    leak = demo(
+        "leak",
+        'deny contains {"code": "env", "message": concat(",", object.keys(opa.runtime().env))} if true\n\n'
+        'warn contains "printed" if print("to stdout")',
+    )
+    fresh = RegopyEvaluator(1)
+    try:
+        (outcome,) = await fresh.evaluate(Bundle.of([leak]), [("leak", {})])
+        assert outcome.failure is None
+        names = outcome.deny[0]["message"]
+        assert "POLICY_SERVER_DATABASE_URL" not in names and "secret" not in names
+    finally:
+        await fresh.close()
+
+
+async def test_parse_errors_are_located_by_line_and_column(evaluator):
+    problems = await evaluator.compile_problems(
+        [("demo/policy.rego", "package policies.demo\n\nimport rego.v1\n\nallow if {\n\tinput.a ==\n}\n")]
+    )
+    assert [(p.file, p.line) for p in problems] == [("demo/policy.rego", 6)]
+    assert problems[0].column == 10 and problems[0].message
