@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -20,11 +21,14 @@ from litestar.status_codes import HTTP_302_FOUND
 
 from policy_server import __version__
 from policy_server.api.health.controllers import HealthController
+from policy_server.api.policies.controllers import EvaluateController, PoliciesController
 from policy_server.api.problems import EXCEPTION_HANDLERS
 from policy_server.api.stages.controllers import StagesController
 from policy_server.api.state.controllers import StateController
+from policy_server.engine import PoolLimits, RegopyEvaluator
+from policy_server.service import PolicyService
 from policy_server.settings import Settings
-from policy_server.store import Database, StateStore, upgrade
+from policy_server.store import Database, PolicyStore, StateStore, current_revision, head_revision, upgrade
 
 DOCS_PATH = "/docs"
 _ASSETS = f"{DOCS_PATH}/assets"
@@ -32,6 +36,10 @@ _log = logging.getLogger("policy_server")
 
 TAGS = [
     Tag(name="state", description="Record Kargo state (Stages, Promotions, Freight, AnalysisRuns) and read it back."),
+    Tag(
+        name="policies",
+        description="Write, validate, test, version and roll back Rego policies; try them on input documents.",
+    ),
     Tag(name="health", description="Liveness and readiness probes."),
 ]
 
@@ -47,6 +55,36 @@ class Services:
             max_overflow=settings.db_max_overflow,
         )
         self.state_store = StateStore(self.database)
+        workers = settings.engine_workers or min(os.cpu_count() or 1, 4)
+        self.engine = RegopyEvaluator(
+            workers,
+            PoolLimits(
+                timeout_s=settings.evaluation_timeout_ms / 1000,
+                memory_bytes=settings.engine_memory_mb * 1024 * 1024,
+            ),
+        )
+        self.policy_service = PolicyService(
+            PolicyStore(self.database),
+            self.engine,
+            builtins=Path(settings.policies_dir) if settings.policies_dir else None,
+            refresh_s=settings.policy_refresh_ms / 1000,
+        )
+
+    async def start(self) -> None:
+        """Migrate (when configured), start the Rego workers, load the built-in policies."""
+        if self.settings.should_auto_migrate:
+            await upgrade(self.database)
+        await self.engine.start()
+        if await current_revision(self.database) == head_revision():
+            await self.policy_service.load_builtins()
+        else:
+            # Serve anyway: /ready says what is wrong, and built-ins load once the schema is upgraded.
+            _log.error("database schema is not at %s: run `policy-server db upgrade`", head_revision())
+
+    async def stop(self) -> None:
+        """Stop workers and close connections."""
+        await self.engine.close()
+        await self.database.dispose()
 
 
 class PolicyServerPlugin(InitPluginProtocol):
@@ -62,19 +100,26 @@ class PolicyServerPlugin(InitPluginProtocol):
         @contextlib.asynccontextmanager
         async def lifespan(_app: Litestar) -> AsyncIterator[None]:
             services = Services(settings)
-            if settings.should_auto_migrate:
-                await upgrade(services.database)
             holder["services"] = services
             try:
+                await services.start()
                 yield
             finally:
-                await services.database.dispose()
+                await services.stop()
 
         def provide(name: str) -> Provide:
             return Provide(lambda: getattr(holder["services"], name), sync_to_thread=False)
 
         app_config.route_handlers.extend(
-            [HealthController, StateController, StagesController, _root, _swagger_assets()]
+            [
+                HealthController,
+                StateController,
+                StagesController,
+                PoliciesController,
+                EvaluateController,
+                _root,
+                _swagger_assets(),
+            ]
         )
         app_config.lifespan.append(lifespan)
         app_config.dependencies.update(
@@ -82,6 +127,7 @@ class PolicyServerPlugin(InitPluginProtocol):
                 "settings": Provide(lambda: settings, sync_to_thread=False),
                 "database": provide("database"),
                 "state_store": provide("state_store"),
+                "policy_service": provide("policy_service"),
             }
         )
         app_config.exception_handlers.update(EXCEPTION_HANDLERS)  # type: ignore[arg-type]

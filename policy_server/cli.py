@@ -201,6 +201,104 @@ def _json_documents(data: bytes) -> Iterator[object]:
         yield value
 
 
+@main.group()
+def policies() -> None:
+    """Check and test Rego policies locally (no server needed)."""
+
+
+@policies.command("test")
+@click.argument("directory", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--verbose", "-v", is_flag=True, help="List passing tests too.")
+def policies_test(directory: Path | None, verbose: bool) -> None:
+    """Run the test_* rules and examples of the policies in DIRECTORY (like `opa test`; exit 1 on failure).
+
+    DIRECTORY is one policy folder (policy.rego, *_test.rego, examples/) or a folder of them; default: the
+    built-in policies.
+    """
+    from policy_server.service.policies import builtin_dir
+
+    root = directory or builtin_dir()
+    folders = (
+        [root]
+        if (root / "policy.rego").is_file()
+        else sorted(p for p in root.iterdir() if (p / "policy.rego").is_file())
+    )
+    if not folders:
+        raise click.ClickException(f"no policy folders (with policy.rego) in {root}")
+    _configure_logging("WARNING")
+    failed = asyncio.run(_test_folders(folders, verbose))
+    raise SystemExit(1 if failed else 0)
+
+
+async def _test_folders(folders: list[Path], verbose: bool) -> int:
+    from policy_server.engine import PolicyCode, RegopyEvaluator
+    from policy_server.service.examples import load_examples, run_examples
+    from policy_server.service.policies import check_draft_shape, read_policy_dir
+
+    engine = RegopyEvaluator(1)
+    passed = failed = 0
+    try:
+        for folder in folders:
+            draft = read_policy_dir(folder)
+            for problem in check_draft_shape(folder.name, draft):
+                click.echo(f"{_where(problem)}: {problem.code}: {problem.message}")
+                failed += 1
+            for result in await engine.run_tests(PolicyCode(folder.name, draft.source, draft.tests)):
+                ok = result.status == "pass"
+                passed, failed = passed + ok, failed + (not ok)
+                if verbose or not ok:
+                    line = f":{result.line}" if result.line else ""
+                    detail = f": {result.message}" if result.message else ""
+                    click.echo(f"{result.status.upper()}: {result.file}{line}: {result.name}{detail}")
+            for example in await run_examples(engine, folder.name, draft, load_examples(folder)):
+                passed, failed = passed + example.ok, failed + (not example.ok)
+                if verbose or not example.ok:
+                    status = "PASS" if example.ok else "FAIL"
+                    click.echo(f"{status}: {folder.name}/examples/{example.name}: {example.message}")
+    finally:
+        await engine.close()
+    click.echo("--------------------------------------------------------------------------------")
+    click.echo(f"PASS: {passed}/{passed + failed}" + (f"\nFAIL: {failed}/{passed + failed}" if failed else ""))
+    return failed
+
+
+@policies.command("check")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def policies_check(files: tuple[Path, ...]) -> None:
+    """Parse, compile and lint Rego FILES (a `*_test.rego` file is a test module); exit 1 on any problem."""
+    from policy_server.engine import RegopyEvaluator
+    from policy_server.engine._lint import lint
+
+    sources = {str(f): f.read_text() for f in files}
+    policy_files = [name for name in sources if not name.endswith("_test.rego")]
+    problems = []
+    for name in sources:
+        problems += lint({name: sources[name]}, policy_file=name if name in policy_files else None)
+
+    async def compile_all() -> list:
+        engine = RegopyEvaluator(1)
+        try:
+            return await engine.compile_problems(list(sources.items()))
+        finally:
+            await engine.close()
+
+    _configure_logging("WARNING")
+    problems += asyncio.run(compile_all())
+    for problem in problems:
+        click.echo(f"{_where(problem)}: {problem.code}: {problem.message}")
+    click.echo(f"{len(files)} file(s), {len(problems)} problem(s)")
+    raise SystemExit(1 if problems else 0)
+
+
+def _where(problem) -> str:  # type: ignore[no-untyped-def]
+    parts = [problem.file or "-"]
+    if problem.line:
+        parts.append(str(problem.line))
+        if problem.column:
+            parts.append(str(problem.column))
+    return ":".join(parts)
+
+
 @main.command()
 @click.option(
     "--output",

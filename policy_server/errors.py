@@ -2,7 +2,8 @@
 
 PolicyServerError                 code              HTTP
  ├── InvalidInput                 invalid_input     422  a request or document is malformed
- │    └── InvalidState            invalid_state     422  Kubernetes objects that cannot be recorded
+ │    ├── InvalidState            invalid_state     422  Kubernetes objects that cannot be recorded
+ │    └── InvalidPolicy           invalid_policy    422  Rego that does not parse, compile, lint or pass its tests
  ├── PayloadTooLarge              payload_too_large 413  a body or item breaks a configured limit
  ├── NotFound                     not_found         404  an object the caller named does not exist
  ├── Conflict                     conflict          409  the request contradicts what is stored
@@ -47,7 +48,7 @@ class PolicyServerError(Exception):
     status: ClassVar[int] = 500
     title: ClassVar[str] = "Internal error"
 
-    def __init__(self, detail: str, *, errors: list[FieldError] | None = None, **extra: Any) -> None:
+    def __init__(self, detail: str, *, errors: list[Any] | None = None, **extra: Any) -> None:
         super().__init__(detail)
         self.detail = detail
         self.errors = errors or []
@@ -60,6 +61,13 @@ class InvalidInput(PolicyServerError):
     code = "invalid_input"
     status = 422
     title = "Invalid input"
+
+
+class InvalidPolicy(InvalidInput):
+    """A policy revision that does not parse, compile, lint clean or pass its tests."""
+
+    code = "invalid_policy"
+    title = "Invalid policy"
 
 
 class InvalidState(InvalidInput):
@@ -105,6 +113,7 @@ __all__ = [
     "Conflict",
     "FieldError",
     "InvalidInput",
+    "InvalidPolicy",
     "InvalidState",
     "NotFound",
     "PayloadTooLarge",

@@ -43,6 +43,19 @@ class Settings:
     """Log level of the service (``POLICY_SERVER_LOG_LEVEL``)."""
     recent_promotions: int = 10
     """How many terminal Promotions a Stage view lists by default (``POLICY_SERVER_RECENT_PROMOTIONS``)."""
+    engine_workers: int = 0
+    """Rego worker processes; 0 means one per CPU core, at most 4 (``POLICY_SERVER_ENGINE_WORKERS``)."""
+    evaluation_timeout_ms: int = 2000
+    """Deadline of one evaluation; past it the decision is denied with ``evaluation_timeout``
+    (``POLICY_SERVER_EVALUATION_TIMEOUT_MS``)."""
+    engine_memory_mb: int = 1024
+    """Resident memory a Rego worker may reach before it is stopped (``POLICY_SERVER_ENGINE_MEMORY_MB``)."""
+    policy_refresh_ms: int = 1000
+    """How often a replica checks the store for policy changes made elsewhere: the longest a replica answers
+    with a replaced policy revision (``POLICY_SERVER_POLICY_REFRESH_MS``)."""
+    policies_dir: str = ""
+    """Built-in policies to load at start-up; empty means the ``policies/`` folder shipped with the code
+    (``POLICY_SERVER_POLICIES_DIR``)."""
     extra: dict[str, str] = field(default_factory=dict)
     """Unrecognised ``POLICY_SERVER_*`` variables, kept so that a typo can be reported."""
 

@@ -97,7 +97,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
-    return Settings(database_url=database_url, data_dir=str(tmp_path), auto_migrate=True)
+    return Settings(database_url=database_url, data_dir=str(tmp_path), auto_migrate=True, engine_workers=1)
 
 
 @pytest.fixture

@@ -32,12 +32,15 @@ _CODES_BY_STATUS = {
 
 
 class ProblemField(msgspec.Struct, omit_defaults=True):
-    """One problem in one place of the input."""
+    """One problem in one place of the input: a field of an item, or a file, line and column of Rego."""
 
     message: str
+    code: str | None = None
     field: str | None = None
     index: int | None = None
+    file: str | None = None
     line: int | None = None
+    column: int | None = None
 
 
 class Problem(msgspec.Struct, omit_defaults=True):

@@ -122,3 +122,4 @@ class TestOutcome:
     status: str
     message: str | None = None
     duration_ms: float = 0.0
+    line: int | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from policy_server.engine._diagnostics import Problem
@@ -67,7 +68,10 @@ class RegopyEvaluator:
         return [Problem(**p) for p in reply.get("problems", [])]
 
     async def run_tests(self, code: PolicyCode) -> list[TestOutcome]:
-        """Run every ``test_*`` rule of the policy's test modules (like ``opa test``)."""
+        """Run every ``test_*`` rule of the policy's test modules (like ``opa test``), with its line."""
+        return [replace(r, line=_test_line(code, r.file, r.name)) for r in await self._run_tests(code)]
+
+    async def _run_tests(self, code: PolicyCode) -> list[TestOutcome]:
         modules = [(m.name, m.source) for m in code.modules(with_tests=True)]
         tests = discover_tests(code)
         if not tests:
@@ -147,7 +151,18 @@ def _top_level_blocks(source: str) -> list[str]:
 
 def discover_tests(code: PolicyCode) -> list[tuple[str, str, str]]:
     """``(file, package, rule)`` for every ``test_*`` rule in the test modules, in file order."""
-    found: list[tuple[str, str, str]] = []
+    return [(file, package, rule) for file, package, rule, _ in _tests_with_lines(code)]
+
+
+def _test_line(code: PolicyCode, file: str, rule: str) -> int | None:
+    for found_file, _, found_rule, line in _tests_with_lines(code):
+        if found_file == file and found_rule == rule:
+            return line
+    return None
+
+
+def _tests_with_lines(code: PolicyCode) -> list[tuple[str, str, str, int]]:
+    found: list[tuple[str, str, str, int]] = []
     for name, text in sorted(code.tests.items()):
         package = package_of(text)
         if package is None:
@@ -157,7 +172,7 @@ def discover_tests(code: PolicyCode) -> list[tuple[str, str, str]]:
             rule = match.group(1)
             if rule not in seen:
                 seen.add(rule)
-                found.append((f"{code.policy_id}/{name}", package, rule))
+                found.append((f"{code.policy_id}/{name}", package, rule, text.count("\n", 0, match.start()) + 1))
     return found
 
 

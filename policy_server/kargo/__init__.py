@@ -1,6 +1,13 @@
 """Kargo and Argo Rollouts objects: parsing as Kubernetes serves them, and Kargo's queue rules."""
 
 from policy_server.kargo._documents import Action, Item, is_ndjson, parse_body
+from policy_server.kargo._input import (
+    PROSPECTIVE_NAME,
+    StageFacts,
+    decision_input,
+    freight_facts,
+    prospective_promotion,
+)
 from policy_server.kargo._objects import (
     ANALYSIS_TERMINAL_PHASES,
     ANNOTATION_ABORT,
@@ -9,6 +16,7 @@ from policy_server.kargo._objects import (
     Kind,
     ObjectError,
     ObjectKey,
+    abort_patch,
     format_time,
     is_newer,
     name_ulid,
@@ -21,6 +29,12 @@ from policy_server.kargo._objects import (
 from policy_server.kargo._view import PromotionFacts, RunFacts, newest_succeeded, queue_order, verifying_run
 
 __all__ = [
+    "PROSPECTIVE_NAME",
+    "StageFacts",
+    "abort_patch",
+    "decision_input",
+    "freight_facts",
+    "prospective_promotion",
     "ANALYSIS_TERMINAL_PHASES",
     "ANNOTATION_ABORT",
     "PROMOTION_TERMINAL_PHASES",

@@ -196,6 +196,11 @@ def ulid_millis(ulid: str) -> int:
     return value
 
 
+def abort_patch() -> dict[str, Any]:
+    """The JSON merge patch a Kubernetes client applies to a Promotion to abort it."""
+    return {"metadata": {"annotations": {ANNOTATION_ABORT: '{"action":"terminate"}'}}}
+
+
 def format_time(value: datetime | None) -> str | None:
     """RFC 3339 with an explicit ``+00:00`` offset, the form every Rego engine parses."""
     if value is None:

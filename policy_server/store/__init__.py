@@ -3,10 +3,23 @@
 from policy_server.store._db import Database, translate_errors
 from policy_server.store._migrate import current_revision, head_revision, upgrade
 from policy_server.store._models import metadata
-from policy_server.store._state import ApplyResult, StageState, StageSummary, StateStore, StoredObject
+from policy_server.store._policies import Policy, PolicyStore, Revision, RevisionDraft
+from policy_server.store._state import (
+    ApplyResult,
+    DecisionFacts,
+    StageState,
+    StageSummary,
+    StateStore,
+    StoredObject,
+)
 
 __all__ = [
     "ApplyResult",
+    "DecisionFacts",
+    "Policy",
+    "PolicyStore",
+    "Revision",
+    "RevisionDraft",
     "Database",
     "StageState",
     "StageSummary",

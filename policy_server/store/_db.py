@@ -95,6 +95,22 @@ class Database:
                 finally:
                     await conn.rollback()
 
+    async def lock(self, conn: AsyncConnection, names: list[str]) -> None:
+        """Hold named locks until the transaction ends (PostgreSQL advisory locks, taken in one order).
+
+        SQLite needs none: ``BEGIN IMMEDIATE`` already serialises writers.
+        """
+        if self.is_sqlite or not names:
+            return
+        await conn.execute(
+            text(
+                "SELECT pg_advisory_xact_lock(h) FROM "
+                "(SELECT DISTINCT hashtextextended(k, 0) AS h FROM unnest(CAST(:keys AS text[])) AS k) AS s "
+                "ORDER BY h"
+            ),
+            {"keys": sorted(set(names))},
+        )
+
     async def ping(self) -> None:
         """Raise Unavailable unless the database answers."""
         async with self.read() as conn:

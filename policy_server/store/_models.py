@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import Boolean, DateTime, Index, MetaData, String, Text, TypeDecorator
+from sqlalchemy import BigInteger, Boolean, DateTime, Index, MetaData, String, Text, TypeDecorator
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 _NAMING = {
@@ -121,6 +121,58 @@ class AnalysisRunRow(_Recorded, Base):
     terminated: Mapped[bool] = mapped_column(Boolean, default=False)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class PolicyRow(Base):
+    """A policy: built in or written through the API; its active revision decides."""
+
+    __tablename__ = "policies"
+
+    id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    builtin: Mapped[bool] = mapped_column(Boolean, default=False)
+    builtin_hash: Mapped[str | None] = mapped_column(String(64))
+    """Content hash of the built-in version last loaded from ``policies/``."""
+    active_revision: Mapped[int | None] = mapped_column(BigInteger)
+    """The revision in force; a deleting revision (``deleted``) means the policy is off."""
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class PolicyRevisionRow(Base):
+    """One immutable revision of a policy: source, tests, enforcement, scope and parameters."""
+
+    __tablename__ = "policy_revisions"
+
+    policy_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    number: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    author: Mapped[str] = mapped_column(String(253))
+    comment: Mapped[str] = mapped_column(Text, default="")
+    action: Mapped[str] = mapped_column(String(16))
+    """create, update, rollback, delete, restore or builtin."""
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    source: Mapped[str] = mapped_column(Text)
+    tests: Mapped[str] = mapped_column(Text)
+    """Test modules as a JSON object: file name → source."""
+    title: Mapped[str] = mapped_column(Text, default="")
+    description: Mapped[str] = mapped_column(Text, default="")
+    mode: Mapped[str] = mapped_column(String(16))
+    scope: Mapped[str] = mapped_column(Text)
+    """JSON ``{"namespaces": [globs], "stages": [globs]}``."""
+    parameters: Mapped[str] = mapped_column(Text)
+    """JSON object given to the policy as ``input.parameters``."""
+    content_hash: Mapped[str] = mapped_column(String(64))
+    based_on: Mapped[int | None] = mapped_column(BigInteger)
+    """For a rollback: the revision it copies."""
+
+
+class PolicySetRow(Base):
+    """One row: a counter bumped whenever any policy's active revision changes (replicas poll it)."""
+
+    __tablename__ = "policy_set"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 metadata = Base.metadata

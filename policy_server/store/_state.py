@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-from sqlalchemy import Table, and_, bindparam, func, insert, select, text, tuple_, update
+from sqlalchemy import Table, and_, bindparam, func, insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from policy_server.kargo import (
@@ -114,6 +114,15 @@ class StageState:
 
 
 @dataclass(frozen=True, slots=True)
+class DecisionFacts:
+    """What a decision reads: P (None when unknown or prospective), its Stage's state, and Freight objects."""
+
+    promotion: PromotionFacts | None
+    stage: StageState | None
+    freight: dict[str, dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
 class StageSummary:
     """A Stage in a listing."""
 
@@ -179,19 +188,8 @@ class StateStore:
             return True
 
     async def _lock(self, conn: AsyncConnection, keys: Sequence[ObjectKey]) -> None:
-        # SQLite serialises writers with BEGIN IMMEDIATE. PostgreSQL: one advisory lock per object,
-        # taken in a fixed order so that concurrent requests never deadlock, and held to commit.
-        if self.db.is_sqlite or not keys:
-            return
-        names = sorted({f"{k.kind.value}/{k.namespace}/{k.name}" for k in keys})
-        await conn.execute(
-            text(
-                "SELECT pg_advisory_xact_lock(h) FROM "
-                "(SELECT DISTINCT hashtextextended(k, 0) AS h FROM unnest(CAST(:keys AS text[])) AS k) AS s "
-                "ORDER BY h"
-            ),
-            {"keys": names},
-        )
+        # One lock per object, so that concurrent requests for the same object take turns.
+        await self.db.lock(conn, [f"{k.kind.value}/{k.namespace}/{k.name}" for k in keys])
 
     async def _load(self, conn: AsyncConnection, keys: Sequence[ObjectKey]) -> dict[ObjectKey, _Current]:
         current: dict[ObjectKey, _Current] = {k: _Current(None, False, False) for k in keys}
@@ -330,52 +328,55 @@ class StateStore:
 
     async def stage_state(self, namespace: str, name: str, *, recent: int = 10) -> StageState | None:
         """One Stage's state from one snapshot: indexed reads of the Stage, its Promotions and runs."""
+        async with self.db.read() as conn:
+            return await self._stage_state(conn, namespace, name, recent)
+
+    async def _stage_state(self, conn: AsyncConnection, namespace: str, name: str, recent: int) -> StageState | None:
         stages = TABLES[Kind.STAGE]
         promotions = TABLES[Kind.PROMOTION]
         runs = TABLES[Kind.ANALYSIS_RUN]
-        async with self.db.read() as conn:
-            stage_row = (
-                await conn.execute(
-                    select(stages).where(stages.c.namespace == namespace, stages.c.name == name, ~stages.c.deleted)
+        stage_row = (
+            await conn.execute(
+                select(stages).where(stages.c.namespace == namespace, stages.c.name == name, ~stages.c.deleted)
+            )
+        ).first()
+        if stage_row is None:
+            return None
+        of_stage = and_(promotions.c.namespace == namespace, promotions.c.stage == name, ~promotions.c.deleted)
+        cols = [promotions.c[c] for c in _PROMOTION_COLUMNS]
+        queue_rows = (await conn.execute(select(*cols).where(of_stage, ~promotions.c.terminal))).all()
+        recent_rows = (
+            await conn.execute(
+                select(*cols)
+                .where(of_stage, promotions.c.terminal)
+                .order_by(promotions.c.queue_key.desc())
+                .limit(max(recent, 0))
+            )
+        ).all()
+        last_row = (
+            await conn.execute(
+                select(*cols)
+                .where(of_stage, promotions.c.phase == "Succeeded")
+                .order_by(promotions.c.queue_key.desc())
+                .limit(1)
+            )
+        ).first()
+        last = _promotion_facts(last_row) if last_row is not None else None
+        candidates: list[RunFacts] = []
+        if stage_row.has_verification and last is not None and last.freight_collection and last.finished_at:
+            run_rows = await conn.execute(
+                select(*[runs.c[c] for c in _RUN_COLUMNS])
+                .where(
+                    runs.c.namespace == namespace,
+                    runs.c.stage == name,
+                    runs.c.freight_collection == last.freight_collection,
+                    runs.c.created_at >= last.finished_at,
+                    ~runs.c.deleted,
                 )
-            ).first()
-            if stage_row is None:
-                return None
-            of_stage = and_(promotions.c.namespace == namespace, promotions.c.stage == name, ~promotions.c.deleted)
-            cols = [promotions.c[c] for c in _PROMOTION_COLUMNS]
-            queue_rows = (await conn.execute(select(*cols).where(of_stage, ~promotions.c.terminal))).all()
-            recent_rows = (
-                await conn.execute(
-                    select(*cols)
-                    .where(of_stage, promotions.c.terminal)
-                    .order_by(promotions.c.queue_key.desc())
-                    .limit(max(recent, 0))
-                )
-            ).all()
-            last_row = (
-                await conn.execute(
-                    select(*cols)
-                    .where(of_stage, promotions.c.phase == "Succeeded")
-                    .order_by(promotions.c.queue_key.desc())
-                    .limit(1)
-                )
-            ).first()
-            last = _promotion_facts(last_row) if last_row is not None else None
-            candidates: list[RunFacts] = []
-            if stage_row.has_verification and last is not None and last.freight_collection and last.finished_at:
-                run_rows = await conn.execute(
-                    select(*[runs.c[c] for c in _RUN_COLUMNS])
-                    .where(
-                        runs.c.namespace == namespace,
-                        runs.c.stage == name,
-                        runs.c.freight_collection == last.freight_collection,
-                        runs.c.created_at >= last.finished_at,
-                        ~runs.c.deleted,
-                    )
-                    .order_by(runs.c.created_at.desc(), runs.c.name.desc())
-                    .limit(1)
-                )
-                candidates = [_run_facts(r) for r in run_rows]
+                .order_by(runs.c.created_at.desc(), runs.c.name.desc())
+                .limit(1)
+            )
+            candidates = [_run_facts(r) for r in run_rows]
         return StageState(
             stage=_stored(Kind.STAGE, stage_row),
             has_verification=bool(stage_row.has_verification),
@@ -385,6 +386,49 @@ class StateStore:
             last_succeeded=newest_succeeded([last] if last else []),
             verification=verifying_run(last, candidates) if stage_row.has_verification else None,
         )
+
+    async def decision_facts(
+        self,
+        namespace: str,
+        *,
+        promotion: str | None = None,
+        stage: str | None = None,
+        freight: str | None = None,
+        recent: int = 10,
+    ) -> DecisionFacts:
+        """Everything a decision reads, from one snapshot: P (by name) or a Stage, and that Stage's state."""
+        promotions = TABLES[Kind.PROMOTION]
+        async with self.db.read() as conn:
+            p_facts = None
+            if promotion is not None:
+                row = (
+                    await conn.execute(
+                        select(*[promotions.c[c] for c in _PROMOTION_COLUMNS]).where(
+                            promotions.c.namespace == namespace, promotions.c.name == promotion, ~promotions.c.deleted
+                        )
+                    )
+                ).first()
+                p_facts = _promotion_facts(row) if row is not None else None
+                stage = p_facts.stage if p_facts is not None else None
+            state = await self._stage_state(conn, namespace, stage, recent) if stage else None
+            names = {p.freight for p in (state.queue if state else []) if p.freight}
+            if p_facts is not None and p_facts.freight:
+                names.add(p_facts.freight)
+            if freight:
+                names.add(freight)
+            freight = await self._freight(conn, namespace, sorted(names))
+        return DecisionFacts(p_facts, state, freight)
+
+    async def _freight(self, conn: AsyncConnection, namespace: str, names: list[str]) -> dict[str, dict[str, Any]]:
+        if not names:
+            return {}
+        table = TABLES[Kind.FREIGHT]
+        rows = await conn.execute(
+            select(table.c.name, table.c.object).where(
+                table.c.namespace == namespace, table.c.name.in_(names), ~table.c.deleted
+            )
+        )
+        return {r.name: msgspec.json.decode(r.object) for r in rows}
 
     async def counts(self) -> dict[str, int]:
         """Live (not deleted) objects per kind."""

@@ -1,0 +1,1 @@
+"""Policy management: write, validate, test, version, roll back; evaluate input documents."""

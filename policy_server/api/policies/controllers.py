@@ -1,0 +1,316 @@
+"""``/v1/policies`` and ``/v1/evaluate``: write, validate, test, version and try policies."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, get, post, put
+from litestar.di import NamedDependency
+from litestar.openapi.spec import Example
+from litestar.params import JSONBody, PathParameter
+from litestar.status_codes import HTTP_200_OK
+
+from policy_server.api.policies.schemas import (
+    ActionView,
+    ChangeComment,
+    EvaluateRequest,
+    EvaluateResponse,
+    Failure,
+    PolicyRefView,
+    PolicyResult,
+    PolicySummary,
+    PolicyView,
+    PolicyWrite,
+    PromotionRef,
+    ReasonView,
+    RevisionView,
+    RollbackRequest,
+    Scope,
+    TestResult,
+    TestRun,
+)
+from policy_server.api.problems import problem_responses
+from policy_server.engine import PolicyOutcome, TestOutcome
+from policy_server.errors import NotFound
+from policy_server.kargo import abort_patch, format_time
+from policy_server.service import PolicyService, Verdict, builtin_schema
+from policy_server.store import Policy, Revision, RevisionDraft
+
+PolicyServiceDep = NamedDependency[PolicyService]
+PolicyId = Annotated[
+    str, PathParameter(description="Policy id (a DNS label).", examples=[Example(value="block-while-verifying")])
+]
+AUTHOR_PLACEHOLDER = "anonymous"
+
+
+class PoliciesController(Controller):
+    """Policies as code, with history."""
+
+    path = "/v1/policies"
+    tags = ["policies"]
+
+    @get("/", operation_id="ListPolicies", summary="List policies", responses=problem_responses(503))
+    async def list_policies(self, policy_service: PolicyServiceDep) -> list[PolicySummary]:
+        """Every policy, built in or written through the API, with its active revision."""
+        return [_summary(p) for p in await policy_service.store.list() if p.active is not None]
+
+    @get("/{policy_id:str}", operation_id="GetPolicy", summary="Show a policy", responses=problem_responses(404, 503))
+    async def get_policy(self, policy_service: PolicyServiceDep, policy_id: PolicyId) -> PolicyView:
+        """A policy: source, tests, enforcement, scope, parameters and active revision."""
+        return _view(await _existing(policy_service, policy_id))
+
+    @put(
+        "/{policy_id:str}",
+        operation_id="PutPolicy",
+        summary="Create or update a policy",
+        status_code=HTTP_200_OK,
+        responses=problem_responses(422, 503),
+    )
+    async def put_policy(
+        self, policy_service: PolicyServiceDep, policy_id: PolicyId, data: JSONBody[PolicyWrite]
+    ) -> PolicyView:
+        """Write a new revision. It is checked (parse, compile, lint, package) and its tests are run; it becomes
+        active only if all of that passes. Otherwise the answer is 422 with **every** problem, each with
+        `code`, `message`, `file`, `line` and `column`, and nothing changes.
+        """
+        await policy_service.put(policy_id, _draft(data), author=AUTHOR_PLACEHOLDER, comment=data.comment)
+        return _view(await _existing(policy_service, policy_id))
+
+    @post(
+        "/{policy_id:str}/rollback",
+        operation_id="RollbackPolicy",
+        summary="Roll a policy back to an earlier revision",
+        status_code=HTTP_200_OK,
+        responses=problem_responses(404, 422, 503),
+    )
+    async def rollback(
+        self, policy_service: PolicyServiceDep, policy_id: PolicyId, data: JSONBody[RollbackRequest]
+    ) -> PolicyView:
+        """Make a new revision equal to an old one (history is never rewritten)."""
+        await policy_service.rollback(policy_id, data.revision, author=AUTHOR_PLACEHOLDER, comment=data.comment)
+        return _view(await _existing(policy_service, policy_id))
+
+    @post(
+        "/{policy_id:str}/delete",
+        operation_id="DeletePolicy",
+        summary="Delete (switch off) a policy",
+        status_code=HTTP_200_OK,
+        responses=problem_responses(404, 409, 503),
+    )
+    async def delete_policy(
+        self, policy_service: PolicyServiceDep, policy_id: PolicyId, data: JSONBody[ChangeComment | None] = None
+    ) -> PolicyView:
+        """Add a deleting revision: the policy stops being evaluated; its history stays, and a rollback or a
+        new revision brings it back. Built-in policies are disabled this way.
+        """
+        comment = data.comment if data else ""
+        await policy_service.delete(policy_id, author=AUTHOR_PLACEHOLDER, comment=comment)
+        return _view(await _existing(policy_service, policy_id))
+
+    @post(
+        "/{policy_id:str}/restore",
+        operation_id="RestorePolicy",
+        summary="Restore a built-in policy",
+        status_code=HTTP_200_OK,
+        responses=problem_responses(404, 503),
+    )
+    async def restore(
+        self, policy_service: PolicyServiceDep, policy_id: PolicyId, data: JSONBody[ChangeComment | None] = None
+    ) -> PolicyView:
+        """Make the version shipped in `policies/` active again (a new revision)."""
+        comment = data.comment if data else ""
+        await policy_service.restore(policy_id, author=AUTHOR_PLACEHOLDER, comment=comment)
+        return _view(await _existing(policy_service, policy_id))
+
+    @get(
+        "/{policy_id:str}/revisions",
+        operation_id="ListPolicyRevisions",
+        summary="List a policy's revisions",
+        responses=problem_responses(404, 503),
+    )
+    async def revisions(self, policy_service: PolicyServiceDep, policy_id: PolicyId) -> list[RevisionView]:
+        """Every revision, newest first."""
+        revisions = await policy_service.store.revisions(policy_id)
+        if not revisions:
+            raise NotFound(f"policy {policy_id} does not exist")
+        return [_revision(r) for r in revisions]
+
+    @get(
+        "/{policy_id:str}/revisions/{number:int}",
+        operation_id="GetPolicyRevision",
+        summary="Show one revision",
+        responses=problem_responses(404, 503),
+    )
+    async def revision(
+        self,
+        policy_service: PolicyServiceDep,
+        policy_id: PolicyId,
+        number: Annotated[int, PathParameter(description="Revision number.", examples=[Example(value=1)])],
+    ) -> RevisionView:
+        """One revision, with its source and tests."""
+        revision = await policy_service.store.revision(policy_id, number)
+        if revision is None:
+            raise NotFound(f"policy {policy_id} has no revision {number}")
+        return _revision(revision)
+
+    @post(
+        "/{policy_id:str}/test",
+        operation_id="TestPolicy",
+        summary="Run a policy's tests",
+        status_code=HTTP_200_OK,
+        responses=problem_responses(404, 503),
+    )
+    async def test_policy(self, policy_service: PolicyServiceDep, policy_id: PolicyId) -> TestRun:
+        """Run the `test_*` rules of the active revision; each passes, fails or errors with a message."""
+        revision, results = await policy_service.run_tests(policy_id)
+        return test_run(policy_id, revision.number, results)
+
+
+class EvaluateController(Controller):
+    """Try policies on an input document."""
+
+    tags = ["policies"]
+
+    @post(
+        "/v1/evaluate",
+        operation_id="Evaluate",
+        summary="Evaluate policies on an input document",
+        status_code=HTTP_200_OK,
+        responses=problem_responses(404, 422, 503),
+    )
+    async def evaluate(self, policy_service: PolicyServiceDep, data: JSONBody[EvaluateRequest]) -> EvaluateResponse:
+        """Evaluate the active policies in scope (or one active policy, or an unsaved draft) on the input
+        document given. Nothing is recorded. Failures of the engine fail closed: `allow` is false with a reason
+        code such as `evaluation_timeout`.
+        """
+        started = time.perf_counter()
+        draft = ("draft", _draft(data.draft)) if data.draft is not None else None
+        verdict, outcomes = await policy_service.evaluate(data.input, only=data.policy, draft=draft)
+        namespace = str(data.input.get("namespace") or "")
+        return EvaluateResponse(
+            allow=verdict.allow,
+            reasons=reasons(verdict.reasons),
+            warnings=reasons(verdict.warnings),
+            dry_run=reasons(verdict.dry_run),
+            actions=actions(verdict, namespace),
+            policies=[PolicyRefView(p.id, p.revision, p.mode) for p in verdict.policies],
+            results=[_result(o) for o in outcomes],
+            duration_ms=round((time.perf_counter() - started) * 1000, 3),
+        )
+
+    @get(
+        "/v1/schemas/decision-input",
+        operation_id="GetDecisionInputSchema",
+        summary="The decision input document, as JSON Schema",
+    )
+    async def input_schema(self) -> dict[str, Any]:
+        """The JSON Schema of the document policies see as `input` (described in `policies/README.md`)."""
+        return builtin_schema()
+
+
+def reasons(items: list[Any]) -> list[ReasonView]:
+    """Reasons as API views."""
+    return [ReasonView(r.policy, r.code, r.message) for r in items]
+
+
+def actions(verdict: Verdict, namespace: str) -> list[ActionView]:
+    """Abort actions with the merge patch that carries them out."""
+    return [
+        ActionView("abort", PromotionRef(namespace, a.promotion), a.policy, a.reason, abort_patch())
+        for a in verdict.actions
+    ]
+
+
+def test_run(policy_id: str, number: int, results: list[TestOutcome]) -> TestRun:
+    """Test results as an API view."""
+    failed = sum(1 for r in results if r.status != "pass")
+    return TestRun(
+        policy=policy_id,
+        revision=number,
+        passed=failed == 0,
+        total=len(results),
+        failed=failed,
+        results=[TestResult(r.name, r.file, r.status, r.message, round(r.duration_ms, 3)) for r in results],  # type: ignore[arg-type]
+    )
+
+
+test_run.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
+
+
+def _result(outcome: PolicyOutcome) -> PolicyResult:
+    failure = Failure(outcome.failure.code, outcome.failure.message) if outcome.failure else None
+    return PolicyResult(outcome.policy_id, outcome.deny, outcome.warn, outcome.abort, failure)
+
+
+def _draft(data: PolicyWrite) -> RevisionDraft:
+    return RevisionDraft(
+        source=data.source,
+        tests=dict(data.tests),
+        title=data.title,
+        description=data.description,
+        mode=data.mode,
+        scope={"namespaces": list(data.scope.namespaces), "stages": list(data.scope.stages)},
+        parameters=dict(data.parameters),
+    )
+
+
+async def _existing(service: PolicyService, policy_id: str) -> Policy:
+    policy = await service.store.get(policy_id)
+    if policy is None or policy.active is None:
+        raise NotFound(f"policy {policy_id} does not exist")
+    return policy
+
+
+def _revision(r: Revision) -> RevisionView:
+    return RevisionView(
+        policy=r.policy_id,
+        number=r.number,
+        created_at=format_time(r.created_at) or "",
+        author=r.author,
+        comment=r.comment,
+        action=r.action,
+        deleted=r.deleted,
+        based_on=r.based_on,
+        content_hash=r.content_hash,
+        title=r.draft.title,
+        description=r.draft.description,
+        mode=r.draft.mode,
+        scope=msgspec.convert(r.draft.scope, Scope),
+        parameters=r.draft.parameters,
+        source=r.draft.source,
+        tests=r.draft.tests,
+    )
+
+
+def _state(policy: Policy) -> str:
+    return "deleted" if policy.active is None or policy.active.deleted else "active"
+
+
+def _summary(p: Policy) -> PolicySummary:
+    assert p.active is not None
+    return PolicySummary(
+        id=p.id,
+        builtin=p.builtin,
+        state=_state(p),  # type: ignore[arg-type]
+        active_revision=p.active.number,
+        revisions=p.revisions,
+        title=p.active.draft.title,
+        mode=p.active.draft.mode,
+        scope=msgspec.convert(p.active.draft.scope, Scope),
+        updated_at=format_time(p.updated_at) or "",
+    )
+
+
+def _view(p: Policy) -> PolicyView:
+    assert p.active is not None
+    overridden = p.builtin and p.builtin_hash is not None and p.active.content_hash != p.builtin_hash
+    return PolicyView(
+        id=p.id,
+        builtin=p.builtin,
+        state=_state(p),  # type: ignore[arg-type]
+        builtin_overridden=bool(overridden or (p.builtin and p.active.deleted)),
+        revisions=p.revisions,
+        active=_revision(p.active),
+    )

@@ -1,0 +1,192 @@
+"""Shapes of the policy API."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+Mode = Literal["enforce", "warn", "dryrun"]
+
+
+class Scope(msgspec.Struct):
+    """Where a policy applies: glob patterns (``*``, ``prod-*``) for namespaces and Stage names."""
+
+    namespaces: list[str] = msgspec.field(default_factory=lambda: ["*"])
+    stages: list[str] = msgspec.field(default_factory=lambda: ["*"])
+
+
+class PolicyWrite(msgspec.Struct):
+    """A new revision of a policy: its Rego, its tests, and how it is enforced."""
+
+    source: str
+    """The policy module (Rego v1). It must declare its own package and a `deny` rule."""
+    tests: dict[str, str] = msgspec.field(default_factory=dict)
+    """Test modules by file name (`policy_test.rego`): every `test_*` rule must pass."""
+    title: str = ""
+    description: str = ""
+    mode: Mode = "enforce"
+    """`enforce`: denials deny. `warn`: denials are reported as warnings. `dryrun`: recorded only."""
+    scope: Scope = msgspec.field(default_factory=Scope)
+    parameters: dict[str, Any] = msgspec.field(default_factory=dict)
+    """Given to the policy as `input.parameters`."""
+    comment: str = ""
+    """Why this revision was made (kept in the history)."""
+
+
+class RevisionView(msgspec.Struct):
+    """One immutable revision."""
+
+    policy: str
+    number: int
+    created_at: str
+    author: str
+    comment: str
+    action: str
+    """create, update, rollback, delete, restore or builtin."""
+    deleted: bool
+    """This revision switched the policy off."""
+    based_on: int | None
+    content_hash: str
+    title: str
+    description: str
+    mode: str
+    scope: Scope
+    parameters: dict[str, Any]
+    source: str
+    tests: dict[str, str]
+
+
+class PolicySummary(msgspec.Struct):
+    """A policy in a listing."""
+
+    id: str
+    builtin: bool
+    state: Literal["active", "deleted"]
+    active_revision: int | None
+    revisions: int
+    title: str
+    mode: str
+    scope: Scope
+    updated_at: str
+
+
+class PolicyView(msgspec.Struct):
+    """A policy and its active revision."""
+
+    id: str
+    builtin: bool
+    state: Literal["active", "deleted"]
+    builtin_overridden: bool
+    """A built-in policy whose active revision is not the shipped version (restore brings it back)."""
+    revisions: int
+    active: RevisionView
+
+
+class RollbackRequest(msgspec.Struct):
+    """Which revision to copy into a new one."""
+
+    revision: int
+    comment: str = ""
+
+
+class ChangeComment(msgspec.Struct):
+    """A comment for a delete or restore."""
+
+    comment: str = ""
+
+
+class TestResult(msgspec.Struct):
+    """One `test_*` rule."""
+
+    name: str
+    file: str
+    status: Literal["pass", "fail", "error"]
+    message: str | None
+    duration_ms: float
+
+
+class TestRun(msgspec.Struct):
+    """The results of a policy's tests."""
+
+    policy: str
+    revision: int
+    passed: bool
+    total: int
+    failed: int
+    results: list[TestResult]
+
+
+class PolicyRefView(msgspec.Struct):
+    """A policy revision that took part."""
+
+    id: str
+    revision: int
+    mode: str
+
+
+class ReasonView(msgspec.Struct):
+    """A denial, warning or dry-run denial."""
+
+    policy: str
+    code: str
+    message: str
+
+
+class PromotionRef(msgspec.Struct):
+    """A Promotion by namespace and name."""
+
+    namespace: str
+    name: str
+
+
+class ActionView(msgspec.Struct):
+    """Something the caller should do: abort a queued Promotion with the given merge patch."""
+
+    type: Literal["abort"]
+    promotion: PromotionRef
+    policy: str
+    reason: str
+    patch: dict[str, Any]
+    """The JSON merge patch (`kubectl patch --type merge`) that asks Kargo to abort the Promotion."""
+
+
+class Failure(msgspec.Struct):
+    """Why a policy could not be evaluated (the decision then fails closed)."""
+
+    code: str
+    message: str
+
+
+class PolicyResult(msgspec.Struct):
+    """What one policy said."""
+
+    policy: str
+    deny: list[dict[str, Any]]
+    warn: list[dict[str, Any]]
+    abort: list[dict[str, Any]]
+    failure: Failure | None
+
+
+class EvaluateRequest(msgspec.Struct):
+    """An input document to evaluate, against the active set, one active policy, or a draft."""
+
+    input: dict[str, Any]
+    """The decision input document (see `GET /v1/policies/input-schema`)."""
+    policy: str | None = None
+    """Evaluate only this active policy (ignoring its scope)."""
+    draft: PolicyWrite | None = None
+    """Evaluate this unsaved policy instead (its tests are not run)."""
+
+
+class EvaluateResponse(msgspec.Struct):
+    """The verdict of the policies on the input, and what each said. Nothing is recorded."""
+
+    allow: bool
+    reasons: list[ReasonView]
+    warnings: list[ReasonView]
+    dry_run: list[ReasonView]
+    actions: list[ActionView]
+    policies: list[PolicyRefView]
+    results: list[PolicyResult]
+    duration_ms: float

@@ -1,0 +1,69 @@
+"""Assembling the decision input document from recorded state."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from policy_server.kargo import StageFacts, decision_input, freight_facts, prospective_promotion
+from policy_server.store import DecisionFacts, StageState, StateStore
+
+
+def stage_facts(state: StageState) -> StageFacts:
+    """The Stage part of the input document."""
+    status = state.stage.object.get("status") or {}
+    history = status.get("freightHistory") or []
+    return StageFacts(
+        namespace=state.stage.key.namespace,
+        name=state.stage.key.name,
+        has_verification=state.has_verification,
+        health=state.health_status,
+        current_promotion=(status.get("currentPromotion") or {}).get("name"),
+        last_promotion=(status.get("lastPromotion") or {}).get("name"),
+        current_freight_collection=history[0].get("id") if history and isinstance(history[0], dict) else None,
+    )
+
+
+def document_from_facts(
+    facts: DecisionFacts,
+    *,
+    namespace: str,
+    now: datetime,
+    prospective_freight: str | None = None,
+    prospective: bool = False,
+) -> dict[str, Any]:
+    """The input document for P (or for a prospective Promotion of the Stage) from what the store returned."""
+    state = facts.stage
+    stage = stage_facts(state) if state is not None else None
+    promotion = facts.promotion
+    if prospective and stage is not None:
+        promotion = prospective_promotion(stage, prospective_freight, now)
+    return decision_input(
+        namespace=namespace,
+        now=now,
+        promotion=promotion,
+        stage=stage,
+        queue=state.queue if state else (),
+        recent=state.recent if state else (),
+        last_succeeded=state.last_succeeded if state else None,
+        verification=state.verification if state else None,
+        freight={name: freight_facts(raw) for name, raw in facts.freight.items()},
+        prospective=prospective and stage is not None,
+    )
+
+
+async def build_input(
+    store: StateStore,
+    namespace: str,
+    now: datetime,
+    *,
+    promotion: str | None = None,
+    stage: str | None = None,
+    freight: str | None = None,
+) -> tuple[DecisionFacts, dict[str, Any]]:
+    """Read one consistent snapshot and build the document: by Promotion name, or prospective on a Stage."""
+    facts = await store.decision_facts(namespace, promotion=promotion, stage=stage, freight=freight)
+    document = document_from_facts(
+        facts, namespace=namespace, now=now, prospective=promotion is None, prospective_freight=freight
+    )
+    return facts, document
