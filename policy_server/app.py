@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import swagger_ui_bundle
@@ -20,6 +22,7 @@ from litestar.static_files import create_static_files_router
 from litestar.status_codes import HTTP_302_FOUND
 
 from policy_server import __version__
+from policy_server.api.decisions.controllers import DecisionsController
 from policy_server.api.health.controllers import HealthController
 from policy_server.api.policies.controllers import EvaluateController, PoliciesController
 from policy_server.api.problems import EXCEPTION_HANDLERS
@@ -27,14 +30,28 @@ from policy_server.api.stages.controllers import StagesController
 from policy_server.api.state.controllers import StateController
 from policy_server.engine import PoolLimits, RegopyEvaluator
 from policy_server.service import PolicyService
+from policy_server.service.decisions import DecisionService, DecisionSettings
 from policy_server.settings import Settings
-from policy_server.store import Database, PolicyStore, StateStore, current_revision, head_revision, upgrade
+from policy_server.store import (
+    Database,
+    DecisionStore,
+    PolicyStore,
+    StateStore,
+    current_revision,
+    head_revision,
+    upgrade,
+)
 
 DOCS_PATH = "/docs"
 _ASSETS = f"{DOCS_PATH}/assets"
 _log = logging.getLogger("policy_server")
 
 TAGS = [
+    Tag(
+        name="decisions",
+        description="May this Promotion start? Answers with reasons and abort actions, start claims, and the "
+        "browsable decision log (why is my Promotion pending?).",
+    ),
     Tag(name="state", description="Record Kargo state (Stages, Promotions, Freight, AnalysisRuns) and read it back."),
     Tag(
         name="policies",
@@ -69,6 +86,15 @@ class Services:
             builtins=Path(settings.policies_dir) if settings.policies_dir else None,
             refresh_s=settings.policy_refresh_ms / 1000,
         )
+        self.decision_service = DecisionService(
+            self.state_store,
+            DecisionStore(self.database),
+            self.policy_service,
+            DecisionSettings(
+                claim_ttl_s=settings.claim_ttl_s,
+                cache_ttl_s=settings.decision_cache_ms / 1000,
+            ),
+        )
 
     async def start(self) -> None:
         """Migrate (when configured), start the Rego workers, load the built-in policies."""
@@ -80,6 +106,18 @@ class Services:
         else:
             # Serve anyway: /ready says what is wrong, and built-ins load once the schema is upgraded.
             _log.error("database schema is not at %s: run `policy-server db upgrade`", head_revision())
+
+    async def prune_forever(self) -> None:
+        """Delete decisions older than the retention, now and every ``prune_interval_s``, in small batches."""
+        while True:
+            cutoff = datetime.now(UTC) - timedelta(hours=self.settings.decision_retention_hours)
+            try:
+                removed = await self.decision_service.decisions.prune(cutoff)
+                if removed:
+                    _log.info("pruned %d decisions older than %s", removed, cutoff.isoformat())
+            except Exception:  # noqa: BLE001 - a failed round is retried at the next interval
+                _log.warning("pruning the decision log failed", exc_info=True)
+            await asyncio.sleep(self.settings.prune_interval_s)
 
     async def stop(self) -> None:
         """Stop workers and close connections."""
@@ -101,10 +139,16 @@ class PolicyServerPlugin(InitPluginProtocol):
         async def lifespan(_app: Litestar) -> AsyncIterator[None]:
             services = Services(settings)
             holder["services"] = services
+            pruner: asyncio.Task[None] | None = None
             try:
                 await services.start()
+                pruner = asyncio.create_task(services.prune_forever())
                 yield
             finally:
+                if pruner is not None:
+                    pruner.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await pruner
                 await services.stop()
 
         def provide(name: str) -> Provide:
@@ -116,6 +160,7 @@ class PolicyServerPlugin(InitPluginProtocol):
                 StateController,
                 StagesController,
                 PoliciesController,
+                DecisionsController,
                 EvaluateController,
                 _root,
                 _swagger_assets(),
@@ -128,6 +173,7 @@ class PolicyServerPlugin(InitPluginProtocol):
                 "database": provide("database"),
                 "state_store": provide("state_store"),
                 "policy_service": provide("policy_service"),
+                "decision_service": provide("decision_service"),
             }
         )
         app_config.exception_handlers.update(EXCEPTION_HANDLERS)  # type: ignore[arg-type]

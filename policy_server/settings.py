@@ -56,6 +56,16 @@ class Settings:
     policies_dir: str = ""
     """Built-in policies to load at start-up; empty means the ``policies/`` folder shipped with the code
     (``POLICY_SERVER_POLICIES_DIR``)."""
+    claim_ttl_s: int = 120
+    """How long a start claim holds unless its Promotion is seen Running or terminal first
+    (``POLICY_SERVER_CLAIM_TTL_S``)."""
+    decision_cache_ms: int = 1000
+    """How long a verdict is reused for unchanged state and policies; 0 disables
+    (``POLICY_SERVER_DECISION_CACHE_MS``)."""
+    decision_retention_hours: int = 168
+    """Decisions last given longer ago are pruned in the background (``POLICY_SERVER_DECISION_RETENTION_HOURS``)."""
+    prune_interval_s: int = 300
+    """How often the pruning runs (``POLICY_SERVER_PRUNE_INTERVAL_S``)."""
     extra: dict[str, str] = field(default_factory=dict)
     """Unrecognised ``POLICY_SERVER_*`` variables, kept so that a typo can be reported."""
 

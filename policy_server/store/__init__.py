@@ -1,6 +1,7 @@
 """Persistence: the only package that talks SQL."""
 
 from policy_server.store._db import Database, translate_errors
+from policy_server.store._decisions import Claim, DecisionEntry, DecisionFilter, DecisionStore, LoggedDecision
 from policy_server.store._migrate import current_revision, head_revision, upgrade
 from policy_server.store._models import metadata
 from policy_server.store._policies import Policy, PolicyStore, Revision, RevisionDraft
@@ -15,6 +16,11 @@ from policy_server.store._state import (
 
 __all__ = [
     "ApplyResult",
+    "Claim",
+    "DecisionEntry",
+    "DecisionFilter",
+    "DecisionStore",
+    "LoggedDecision",
     "DecisionFacts",
     "Policy",
     "PolicyStore",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import BigInteger, Boolean, DateTime, Index, MetaData, String, Text, TypeDecorator
+from sqlalchemy import BigInteger, Boolean, DateTime, Float, Index, MetaData, String, Text, TypeDecorator
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 _NAMING = {
@@ -173,6 +173,72 @@ class PolicySetRow(Base):
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     version: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class DecisionRow(Base):
+    """A logged decision; consecutive identical answers for one question are folded into one row."""
+
+    __tablename__ = "decisions"
+    __table_args__ = (
+        Index("ix_decisions_stage", "namespace", "stage", "id"),
+        Index("ix_decisions_promotion", "namespace", "promotion", "id"),
+        Index("ix_decisions_last_at", "last_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(26), primary_key=True)
+    """ULID: sorts by creation time."""
+    namespace: Mapped[str] = mapped_column(_NAME)
+    stage: Mapped[str | None] = mapped_column(_NAME)
+    promotion: Mapped[str | None] = mapped_column(_NAME)
+    """The Promotion asked about; null for a prospective one."""
+    prospective: Mapped[bool] = mapped_column(Boolean, default=False)
+    freight: Mapped[str | None] = mapped_column(String(64))
+    allow: Mapped[bool] = mapped_column(Boolean)
+    claimed: Mapped[bool] = mapped_column(Boolean, default=False)
+    evaluated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    """First time this answer was given."""
+    last_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    """Last time the same answer was given again (polling)."""
+    repeat_count: Mapped[int] = mapped_column(BigInteger, default=1)
+    fold_key: Mapped[str] = mapped_column(String(64))
+    """Hash of the question, the state (input without the time), the policy revisions and the answer."""
+    input_hash: Mapped[str] = mapped_column(String(64))
+    duration_ms: Mapped[float] = mapped_column(Float)
+    caller: Mapped[str] = mapped_column(String(253), default="")
+    result: Mapped[str] = mapped_column(Text)
+    """JSON: reasons, warnings, dry_run, actions, policies."""
+    input: Mapped[str] = mapped_column(Text)
+    """JSON: the input document that was evaluated."""
+
+
+class DecisionReasonRow(Base):
+    """A reason of a logged decision, for filtering by policy and code."""
+
+    __tablename__ = "decision_reasons"
+    __table_args__ = (
+        Index("ix_decision_reasons_code", "code", "decision_id"),
+        Index("ix_decision_reasons_policy", "policy", "decision_id"),
+    )
+
+    decision_id: Mapped[str] = mapped_column(String(26), primary_key=True)
+    position: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    """deny, warn or dryrun."""
+    policy: Mapped[str] = mapped_column(String(63))
+    code: Mapped[str] = mapped_column(String(128))
+
+
+class StageClaimRow(Base):
+    """A start claim: Promotion P is about to start on the Stage; other Promotions are held meanwhile."""
+
+    __tablename__ = "stage_claims"
+
+    namespace: Mapped[str] = mapped_column(_NAME, primary_key=True)
+    stage: Mapped[str] = mapped_column(_NAME, primary_key=True)
+    promotion: Mapped[str] = mapped_column(_NAME)
+    decision_id: Mapped[str] = mapped_column(String(26))
+    claimed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 metadata = Base.metadata

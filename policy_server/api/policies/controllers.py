@@ -35,7 +35,7 @@ from policy_server.api.problems import problem_responses
 from policy_server.engine import PolicyOutcome, TestOutcome
 from policy_server.errors import NotFound
 from policy_server.kargo import abort_patch, format_time
-from policy_server.service import PolicyService, Verdict, builtin_schema
+from policy_server.service import AbortAction, PolicyService, builtin_schema
 from policy_server.store import Policy, Revision, RevisionDraft
 
 PolicyServiceDep = NamedDependency[PolicyService]
@@ -194,7 +194,7 @@ class EvaluateController(Controller):
             reasons=reasons(verdict.reasons),
             warnings=reasons(verdict.warnings),
             dry_run=reasons(verdict.dry_run),
-            actions=actions(verdict, namespace),
+            actions=actions(verdict.actions, namespace),
             policies=[PolicyRefView(p.id, p.revision, p.mode) for p in verdict.policies],
             results=[_result(o) for o in outcomes],
             duration_ms=round((time.perf_counter() - started) * 1000, 3),
@@ -215,12 +215,9 @@ def reasons(items: list[Any]) -> list[ReasonView]:
     return [ReasonView(r.policy, r.code, r.message) for r in items]
 
 
-def actions(verdict: Verdict, namespace: str) -> list[ActionView]:
+def actions(items: list[AbortAction], namespace: str) -> list[ActionView]:
     """Abort actions with the merge patch that carries them out."""
-    return [
-        ActionView("abort", PromotionRef(namespace, a.promotion), a.policy, a.reason, abort_patch())
-        for a in verdict.actions
-    ]
+    return [ActionView("abort", PromotionRef(namespace, a.promotion), a.policy, a.reason, abort_patch()) for a in items]
 
 
 def test_run(policy_id: str, number: int, results: list[TestOutcome]) -> TestRun:

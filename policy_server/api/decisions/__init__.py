@@ -1,0 +1,1 @@
+"""Decisions: may this Promotion start? Answers, claims and the decision log."""

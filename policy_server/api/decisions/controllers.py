@@ -1,0 +1,225 @@
+"""``/v1/decisions``: may this Promotion start? And why did it wait?"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, Request, get, post
+from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import Example
+from litestar.params import Body, PathParameter, QueryParameter
+from litestar.response import Stream
+from litestar.status_codes import HTTP_200_OK
+
+from policy_server.api.decisions.schemas import DecisionPage, DecisionRequest, DecisionView, StageRef
+from policy_server.api.policies.controllers import actions as action_views
+from policy_server.api.policies.controllers import reasons as reason_views
+from policy_server.api.policies.schemas import ActionView, PolicyRefView, PromotionRef, ReasonView
+from policy_server.api.problems import problem_responses
+from policy_server.errors import InvalidInput, NotFound
+from policy_server.kargo import format_time
+from policy_server.service.decisions import Decision, DecisionService, Question
+from policy_server.store import DecisionFilter, LoggedDecision
+
+DecisionServiceDep = NamedDependency[DecisionService]
+NDJSON = "application/x-ndjson"
+_P6 = {"namespace": "kargo-demo", "name": "prod.01kztrdxmgg3c76w16pjvk9zds.759376c"}
+
+
+class DecisionsController(Controller):
+    """Decisions and the decision log."""
+
+    path = "/v1/decisions"
+    tags = ["decisions"]
+
+    @post(
+        "/",
+        operation_id="Decide",
+        summary="May this Promotion start?",
+        status_code=HTTP_200_OK,
+        responses=problem_responses(422, 503),
+    )
+    async def decide(
+        self,
+        request: Request[Any, Any, Any],
+        decision_service: DecisionServiceDep,
+        data: Annotated[
+            DecisionRequest,
+            Body(
+                examples=[
+                    Example(summary="A recorded Promotion (P6 of kargo-demo)", value={"promotion": _P6}),
+                    Example(summary="Claim the Stage when allowed", value={"promotion": _P6, "claim": True}),
+                    Example(
+                        summary="A Promotion not created yet",
+                        value={
+                            "stage": {"namespace": "kargo-demo", "name": "prod"},
+                            "freight": "0ccf68974cb0f38d1a4bc3717d4ee5c3da7ea5a9",
+                        },
+                    ),
+                ]
+            ),
+        ],
+    ) -> DecisionView:
+        """Evaluate the active policies on the recorded state of the Promotion's Stage and answer. Always 200 for a
+        well-formed question: an unknown Promotion is denied (`promotion_unknown`), and engine failures deny with
+        their reason code. Every decision is logged before it is answered.
+        """
+        question = _question(data, request)
+        return decision_view(await decision_service.decide(question))
+
+    @get(
+        "/",
+        operation_id="ListDecisions",
+        summary="Browse the decision log",
+        responses={
+            **problem_responses(422, 503),
+            299: ResponseSpec(
+                data_container=DecisionView,
+                description="With `Accept: application/x-ndjson`: every matching decision, one JSON per line, "
+                "with its input (an export; status 200).",
+                media_type=NDJSON,
+                generate_examples=False,
+            ),
+        },
+    )
+    async def list_decisions(
+        self,
+        request: Request[Any, Any, Any],
+        decision_service: DecisionServiceDep,
+        namespace: Annotated[
+            str | None, QueryParameter(description="Kargo project.", examples=[Example(value="kargo-demo")])
+        ] = None,
+        stage: Annotated[
+            str | None, QueryParameter(description="Stage name.", examples=[Example(value="prod")])
+        ] = None,
+        promotion: Annotated[str | None, QueryParameter(description="Promotion name.")] = None,
+        allow: Annotated[bool | None, QueryParameter(description="Only allows (true) or denials (false).")] = None,
+        policy: Annotated[
+            str | None,
+            QueryParameter(
+                description="Only decisions where this policy gave a reason (deny, warning or dry run).",
+                examples=[Example(value="block-while-verifying")],
+            ),
+        ] = None,
+        code: Annotated[
+            str | None,
+            QueryParameter(
+                description="Only decisions with this reason code.",
+                examples=[Example(value="verification_in_progress")],
+            ),
+        ] = None,
+        since: Annotated[datetime | None, QueryParameter(description="Given at or after this time (RFC 3339).")] = None,
+        until: Annotated[datetime | None, QueryParameter(description="First given at or before this time.")] = None,
+        cursor: Annotated[
+            str | None, QueryParameter(description="`next_cursor` of the previous page.", max_length=26)
+        ] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=500, description="Page size.")] = 50,
+    ) -> DecisionPage:
+        """Decisions newest first, filtered; with `Accept: application/x-ndjson` all matches are streamed for
+        export, each with its input document.
+        """
+        where = DecisionFilter(namespace, stage, promotion, allow, policy, code, since, until)
+        if NDJSON in (request.headers.get("accept") or ""):
+            # The content type goes in the headers: Litestar lets the route's JSON type win over media_type.
+            stream = Stream(_export(decision_service, where), media_type=NDJSON, headers={"content-type": NDJSON})
+            return stream  # type: ignore[return-value]
+        page = await decision_service.decisions.list(where, before=cursor, limit=limit + 1)
+        more = len(page) > limit
+        items = page[:limit]
+        return DecisionPage([logged_view(d) for d in items], items[-1].id if more and items else None)
+
+    @get(
+        "/{decision_id:str}",
+        operation_id="GetDecision",
+        summary="Show one decision with its input",
+        responses=problem_responses(404, 503),
+    )
+    async def get_decision(
+        self,
+        decision_service: DecisionServiceDep,
+        decision_id: Annotated[str, PathParameter(description="The decision's id (ULID).", max_length=26)],
+    ) -> DecisionView:
+        """Everything about one decision: the answer, the policy revisions, the caller, and the input evaluated."""
+        found = await decision_service.decisions.get(decision_id)
+        if found is None:
+            raise NotFound(f"decision {decision_id} does not exist (or was pruned)")
+        return logged_view(found)
+
+
+async def _export(service: DecisionService, where: DecisionFilter) -> AsyncIterator[bytes]:
+    encoder = msgspec.json.Encoder()
+    async for decision in service.decisions.export(where):
+        yield encoder.encode(logged_view(decision)) + b"\n"
+
+
+def _question(data: DecisionRequest, request: Request[Any, Any, Any]) -> Question:
+    caller = request.headers.get("user-agent") or (request.client.host if request.client else "")
+    if data.promotion is not None:
+        if data.stage is not None or data.freight is not None:
+            raise InvalidInput("ask about either `promotion`, or a prospective one with `stage` and `freight`")
+        if not data.promotion.namespace or not data.promotion.name:
+            raise InvalidInput("`promotion` needs `namespace` and `name`")
+        return Question(data.promotion.namespace, promotion=data.promotion.name, claim=data.claim, caller=caller)
+    if data.stage is None or not data.freight:
+        raise InvalidInput("name a `promotion`, or a `stage` and the `freight` of a prospective Promotion")
+    if data.claim:
+        raise InvalidInput("a prospective Promotion cannot claim a Stage: claim once it is created")
+    if not data.stage.namespace or not data.stage.name:
+        raise InvalidInput("`stage` needs `namespace` and `name`")
+    return Question(data.stage.namespace, stage=data.stage.name, freight=data.freight, caller=caller)
+
+
+def decision_view(decision: Decision) -> DecisionView:
+    """A fresh decision as answered."""
+    question = decision.question
+    verdict = decision.verdict
+    return DecisionView(
+        id=decision.id,
+        allow=verdict.allow,
+        promotion=PromotionRef(question.namespace, question.promotion) if question.promotion else None,
+        prospective=question.prospective,
+        stage=StageRef(question.namespace, decision.stage) if decision.stage else None,
+        freight=question.freight or (decision.document.get("promotion") or {}).get("freight"),
+        evaluated_at=format_time(decision.evaluated_at) or "",
+        reasons=reason_views(verdict.reasons),
+        warnings=reason_views(verdict.warnings),
+        dry_run=reason_views(verdict.dry_run),
+        actions=action_views(verdict.actions, question.namespace),
+        dry_run_actions=action_views(verdict.dry_run_actions, question.namespace),
+        policies=[PolicyRefView(p.id, p.revision, p.mode) for p in verdict.policies],
+        input_hash=decision.input_hash,
+        duration_ms=decision.duration_ms,
+        claimed=decision.claimed,
+        repeat_count=decision.repeat_count,
+    )
+
+
+def logged_view(d: LoggedDecision) -> DecisionView:
+    """A decision as logged."""
+    result = d.result
+    return DecisionView(
+        id=d.id,
+        allow=d.allow,
+        promotion=PromotionRef(d.namespace, d.promotion) if d.promotion else None,
+        prospective=d.prospective,
+        stage=StageRef(d.namespace, d.stage) if d.stage else None,
+        freight=d.freight,
+        evaluated_at=format_time(d.evaluated_at) or "",
+        reasons=msgspec.convert(result.get("reasons", []), list[ReasonView]),
+        warnings=msgspec.convert(result.get("warnings", []), list[ReasonView]),
+        dry_run=msgspec.convert(result.get("dry_run", []), list[ReasonView]),
+        actions=msgspec.convert(result.get("actions", []), list[ActionView]),
+        dry_run_actions=msgspec.convert(result.get("dry_run_actions", []), list[ActionView]),
+        policies=msgspec.convert(result.get("policies", []), list[PolicyRefView]),
+        input_hash=d.input_hash,
+        duration_ms=d.duration_ms,
+        claimed=d.claimed,
+        repeat_count=d.repeat_count,
+        last_at=format_time(d.last_at),
+        caller=d.caller,
+        input=d.input,
+    )

@@ -1,0 +1,264 @@
+"""Answering "may this Promotion start?": input from recorded state, the policies' verdict, claims, the log."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
+from ulid import ULID
+
+from policy_server.service.inputs import build_input
+from policy_server.service.policies import PolicyService
+from policy_server.service.verdict import AbortAction, Reason, Verdict
+from policy_server.store import DecisionEntry, DecisionStore, StateStore
+
+_log = logging.getLogger("policy_server.decisions")
+SERVICE_POLICY = "policy-server"
+_encoder = msgspec.json.Encoder(order="sorted")
+
+
+@dataclass(frozen=True, slots=True)
+class Question:
+    """What a caller asks: about a recorded Promotion, or a prospective one on a Stage."""
+
+    namespace: str
+    promotion: str | None = None
+    stage: str | None = None
+    freight: str | None = None
+    claim: bool = False
+    caller: str = ""
+
+    @property
+    def prospective(self) -> bool:
+        """A Promotion not created yet."""
+        return self.promotion is None
+
+
+@dataclass(slots=True)
+class Decision:
+    """The answer, as logged."""
+
+    id: str
+    question: Question
+    stage: str | None
+    verdict: Verdict
+    evaluated_at: datetime
+    input_hash: str
+    duration_ms: float
+    claimed: bool
+    cached: bool
+    repeat_count: int
+    document: dict[str, Any] = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionSettings:
+    """Tunables of the decision service."""
+
+    claim_ttl_s: float = 120.0
+    """How long a start claim holds unless the Promotion is observed Running or terminal first."""
+    cache_ttl_s: float = 1.0
+    """How long a verdict is reused for the same state and policies (0 disables the cache)."""
+    cache_entries: int = 10_000
+
+
+class DecisionService:
+    """Decides, claims and logs."""
+
+    def __init__(
+        self,
+        state: StateStore,
+        decisions: DecisionStore,
+        policies: PolicyService,
+        settings: DecisionSettings | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.state = state
+        self.decisions = decisions
+        self.policies = policies
+        self.settings = settings or DecisionSettings()
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self._cache: OrderedDict[str, tuple[float, Verdict]] = OrderedDict()
+
+    async def decide(self, question: Question) -> Decision:
+        """Answer one question; the decision is logged (committed) before it is returned."""
+        started = time.perf_counter()
+        now = self.clock()
+        facts, document = await build_input(
+            self.state,
+            question.namespace,
+            now,
+            promotion=question.promotion,
+            stage=question.stage,
+            freight=question.freight,
+        )
+        stage = (
+            (document.get("stage") or {}).get("name")
+            or (document.get("promotion") or {}).get("stage")
+            or question.stage
+        )
+        active = await self.policies.active()
+        input_hash = _hash({k: v for k, v in document.items() if k not in ("now", "now_ns")})
+        key = f"{active.bundle.key}:{active.version}:{input_hash}"
+        verdict, cached = self._cached(key)
+        if verdict is None:
+            verdict, _ = await self.policies.evaluate(document)
+            if not any(r.code.startswith(("evaluation_", "engine_")) for r in verdict.reasons):
+                self._remember(key, verdict)
+        verdict = _copy(verdict)
+        self._service_checks(question, facts.promotion is not None, facts.stage is not None, verdict)
+
+        decision_id = str(ULID())
+        claimed = False
+        if stage is not None and facts.stage is not None:
+            claim = await self.decisions.current_claim(question.namespace, stage)
+            holder = document["promotion"]["name"] if document.get("promotion") else None
+            if claim is not None and claim.live(now) and claim.promotion != holder:
+                verdict.reasons.append(_claimed_reason(claim.promotion, stage))
+            elif question.claim and verdict.allow and question.promotion is not None:
+                expires = now + timedelta(seconds=self.settings.claim_ttl_s)
+                holding = await self.decisions.claim(
+                    question.namespace, stage, question.promotion, decision_id, now, expires
+                )
+                if holding is None:
+                    claimed = True
+                else:
+                    verdict.reasons.append(_claimed_reason(holding.promotion, stage))
+        verdict.allow = not verdict.reasons
+
+        duration_ms = (time.perf_counter() - started) * 1000
+        result = result_document(verdict, question.namespace)
+        fold_key = _hash([question.claim, claimed, active.version, input_hash, result])
+        entry = DecisionEntry(
+            id=decision_id,
+            namespace=question.namespace,
+            stage=stage,
+            promotion=question.promotion,
+            prospective=question.prospective,
+            freight=question.freight,
+            allow=verdict.allow,
+            claimed=claimed,
+            evaluated_at=now,
+            fold_key=fold_key,
+            input_hash=input_hash,
+            duration_ms=round(duration_ms, 3),
+            caller=question.caller,
+            result=result,
+            input=document,
+            reasons=[("deny", r.policy, r.code) for r in verdict.reasons]
+            + [("warn", r.policy, r.code) for r in verdict.warnings]
+            + [("dryrun", r.policy, r.code) for r in verdict.dry_run],
+        )
+        logged_id, repeats = await self.decisions.record(entry)
+        _log.info(
+            "decision %s %s %s/%s: %s",
+            logged_id,
+            "allow" if verdict.allow else "deny",
+            question.namespace,
+            question.promotion or f"(prospective on {stage})",
+            ",".join(r.code for r in verdict.reasons) or "-",
+        )
+        return Decision(
+            id=logged_id,
+            question=question,
+            stage=stage,
+            verdict=verdict,
+            evaluated_at=now,
+            input_hash=input_hash,
+            duration_ms=round(duration_ms, 3),
+            claimed=claimed,
+            cached=cached,
+            repeat_count=repeats,
+            document=document,
+        )
+
+    def _service_checks(self, question: Question, known: bool, has_stage: bool, verdict: Verdict) -> None:
+        """Denials that do not depend on any policy being enabled: the answer fails closed."""
+        codes = {r.code for r in verdict.reasons}
+        if question.promotion is not None and not known and "promotion_unknown" not in codes:
+            verdict.reasons.append(
+                Reason(
+                    SERVICE_POLICY,
+                    "promotion_unknown",
+                    f"Promotion {question.namespace}/{question.promotion} is not recorded",
+                )
+            )
+        if question.prospective and not has_stage and "stage_missing" not in codes:
+            verdict.reasons.append(
+                Reason(SERVICE_POLICY, "stage_missing", f"Stage {question.namespace}/{question.stage} is not recorded")
+            )
+
+    def _cached(self, key: str) -> tuple[Verdict | None, bool]:
+        if self.settings.cache_ttl_s <= 0:
+            return None, False
+        hit = self._cache.get(key)
+        if hit is None or time.monotonic() - hit[0] > self.settings.cache_ttl_s:
+            return None, False
+        return hit[1], True
+
+    def _remember(self, key: str, verdict: Verdict) -> None:
+        if self.settings.cache_ttl_s <= 0:
+            return
+        self._cache[key] = (time.monotonic(), _copy(verdict))
+        self._cache.move_to_end(key)
+        while len(self._cache) > self.settings.cache_entries:
+            self._cache.popitem(last=False)
+
+
+def result_document(verdict: Verdict, namespace: str) -> dict[str, Any]:
+    """The logged result: what the answer says, without ids or times."""
+    from policy_server.kargo import abort_patch
+
+    def reasons(items: list[Reason]) -> list[dict[str, str]]:
+        return [{"policy": r.policy, "code": r.code, "message": r.message} for r in items]
+
+    def actions(items: list[AbortAction]) -> list[dict[str, Any]]:
+        return [
+            {
+                "type": "abort",
+                "promotion": {"namespace": namespace, "name": a.promotion},
+                "policy": a.policy,
+                "reason": a.reason,
+                "patch": abort_patch(),
+            }
+            for a in items
+        ]
+
+    return {
+        "allow": verdict.allow,
+        "reasons": reasons(verdict.reasons),
+        "warnings": reasons(verdict.warnings),
+        "dry_run": reasons(verdict.dry_run),
+        "actions": actions(verdict.actions),
+        "dry_run_actions": actions(verdict.dry_run_actions),
+        "policies": [{"id": p.id, "revision": p.revision, "mode": p.mode} for p in verdict.policies],
+    }
+
+
+def _claimed_reason(holder: str, stage: str) -> Reason:
+    return Reason(
+        SERVICE_POLICY, "stage_claimed", f"Promotion {holder} has claimed Stage {stage} and is about to start"
+    )
+
+
+def _copy(verdict: Verdict) -> Verdict:
+    return replace(
+        verdict,
+        reasons=list(verdict.reasons),
+        warnings=list(verdict.warnings),
+        dry_run=list(verdict.dry_run),
+        actions=list(verdict.actions),
+        dry_run_actions=list(verdict.dry_run_actions),
+        policies=list(verdict.policies),
+    )
+
+
+def _hash(value: Any) -> str:
+    return hashlib.sha256(_encoder.encode(value)).hexdigest()

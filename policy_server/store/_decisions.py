@@ -1,0 +1,298 @@
+"""The decision log and start claims."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from policy_server.kargo import PROMOTION_TERMINAL_PHASES
+from policy_server.store._db import Database
+from policy_server.store._models import DecisionReasonRow, DecisionRow, PromotionRow, StageClaimRow
+
+_D = DecisionRow.__table__
+_R = DecisionReasonRow.__table__
+_C = StageClaimRow.__table__
+_P = PromotionRow.__table__
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionEntry:
+    """A decision to log."""
+
+    id: str
+    namespace: str
+    stage: str | None
+    promotion: str | None
+    prospective: bool
+    freight: str | None
+    allow: bool
+    claimed: bool
+    evaluated_at: datetime
+    fold_key: str
+    input_hash: str
+    duration_ms: float
+    caller: str
+    result: dict[str, Any]
+    input: dict[str, Any]
+    reasons: list[tuple[str, str, str]] = field(default_factory=list)
+    """(kind, policy, code) for filtering: kind is deny, warn or dryrun."""
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedDecision:
+    """A decision as logged."""
+
+    id: str
+    namespace: str
+    stage: str | None
+    promotion: str | None
+    prospective: bool
+    freight: str | None
+    allow: bool
+    claimed: bool
+    evaluated_at: datetime
+    last_at: datetime
+    repeat_count: int
+    input_hash: str
+    duration_ms: float
+    caller: str
+    result: dict[str, Any]
+    input: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionFilter:
+    """What ``GET /v1/decisions`` narrows by; every field is optional."""
+
+    namespace: str | None = None
+    stage: str | None = None
+    promotion: str | None = None
+    allow: bool | None = None
+    policy: str | None = None
+    code: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A start claim as read with the Stage's state."""
+
+    promotion: str
+    decision_id: str
+    claimed_at: datetime
+    expires_at: datetime
+    holder_phase: str | None
+    """The claiming Promotion's phase now (None when it is gone)."""
+
+    def live(self, now: datetime) -> bool:
+        """Held: not expired, and the Promotion is not yet observed Running or terminal."""
+        if self.expires_at <= now or self.holder_phase is None:
+            return False
+        return self.holder_phase != "Running" and self.holder_phase not in PROMOTION_TERMINAL_PHASES
+
+
+class DecisionStore:
+    """Writes and reads the decision log; holds start claims."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def record(self, entry: DecisionEntry) -> tuple[str, int]:
+        """Log a decision; an answer identical to the last one for the same question folds into it.
+
+        Returns the id of the row and its repeat count.
+        """
+        subject = entry.promotion if entry.promotion is not None else f"(prospective)/{entry.stage}"
+        async with self.db.write() as conn:
+            await self.db.lock(conn, [f"decisions/{entry.namespace}/{subject}"])
+            last = await self._last(conn, entry)
+            if last is not None and last.fold_key == entry.fold_key:
+                await conn.execute(
+                    update(_D)
+                    .where(_D.c.id == last.id)
+                    .values(last_at=entry.evaluated_at, repeat_count=_D.c.repeat_count + 1)
+                )
+                return last.id, last.repeat_count + 1
+            await conn.execute(
+                insert(_D).values(
+                    id=entry.id,
+                    namespace=entry.namespace,
+                    stage=entry.stage,
+                    promotion=entry.promotion,
+                    prospective=entry.prospective,
+                    freight=entry.freight,
+                    allow=entry.allow,
+                    claimed=entry.claimed,
+                    evaluated_at=entry.evaluated_at,
+                    last_at=entry.evaluated_at,
+                    repeat_count=1,
+                    fold_key=entry.fold_key,
+                    input_hash=entry.input_hash,
+                    duration_ms=entry.duration_ms,
+                    caller=entry.caller[:253],
+                    result=json.dumps(entry.result, separators=(",", ":")),
+                    input=json.dumps(entry.input, separators=(",", ":")),
+                )
+            )
+            if entry.reasons:
+                await conn.execute(
+                    insert(_R),
+                    [
+                        {
+                            "decision_id": entry.id,
+                            "position": i,
+                            "kind": kind,
+                            "policy": policy[:63],
+                            "code": code[:128],
+                        }
+                        for i, (kind, policy, code) in enumerate(entry.reasons)
+                    ],
+                )
+            return entry.id, 1
+
+    async def _last(self, conn: AsyncConnection, entry: DecisionEntry) -> Any:
+        columns = (_D.c.id, _D.c.fold_key, _D.c.repeat_count)
+        if entry.promotion is not None:
+            where = and_(_D.c.namespace == entry.namespace, _D.c.promotion == entry.promotion)
+        else:
+            where = and_(_D.c.namespace == entry.namespace, _D.c.stage == entry.stage, _D.c.prospective)
+        return (await conn.execute(select(*columns).where(where).order_by(_D.c.id.desc()).limit(1))).first()
+
+    async def claim(
+        self, namespace: str, stage: str, promotion: str, decision_id: str, now: datetime, expires: datetime
+    ) -> Claim | None:
+        """Take the Stage's start claim for ``promotion`` unless another Promotion holds it.
+
+        Returns None when the claim was taken (or renewed by its holder), else the claim that holds.
+        """
+        async with self.db.write() as conn:
+            await self.db.lock(conn, [f"claim/{namespace}/{stage}"])
+            current = await self._claim(conn, namespace, stage)
+            if current is not None and current.promotion != promotion and current.live(now):
+                return current
+            values = {
+                "promotion": promotion,
+                "decision_id": decision_id,
+                "claimed_at": now,
+                "expires_at": expires,
+            }
+            if current is None:
+                await conn.execute(insert(_C).values(namespace=namespace, stage=stage, **values))
+            else:
+                await conn.execute(update(_C).where(_C.c.namespace == namespace, _C.c.stage == stage).values(**values))
+            return None
+
+    async def current_claim(self, namespace: str, stage: str) -> Claim | None:
+        """The Stage's claim row with its holder's phase (live or not)."""
+        async with self.db.read() as conn:
+            return await self._claim(conn, namespace, stage)
+
+    @staticmethod
+    async def _claim(conn: AsyncConnection, namespace: str, stage: str) -> Claim | None:
+        row = (
+            await conn.execute(
+                select(_C, _P.c.phase)
+                .select_from(
+                    _C.outerjoin(_P, and_(_P.c.namespace == _C.c.namespace, _P.c.name == _C.c.promotion, ~_P.c.deleted))
+                )
+                .where(_C.c.namespace == namespace, _C.c.stage == stage)
+            )
+        ).first()
+        if row is None:
+            return None
+        return Claim(row.promotion, row.decision_id, row.claimed_at, row.expires_at, row.phase)
+
+    async def get(self, decision_id: str) -> LoggedDecision | None:
+        """One decision with its input."""
+        async with self.db.read() as conn:
+            row = (await conn.execute(select(_D).where(_D.c.id == decision_id))).first()
+        return _logged(row, with_input=True) if row is not None else None
+
+    async def list(
+        self, where: DecisionFilter, *, before: str | None = None, limit: int = 50, with_input: bool = False
+    ) -> list[LoggedDecision]:
+        """Decisions matching ``where``, newest first, older than the ``before`` id (the cursor)."""
+        columns = [c for c in _D.c if with_input or c.name != "input"]
+        query = select(*columns).where(*self._conditions(where))
+        if before is not None:
+            query = query.where(_D.c.id < before)
+        async with self.db.read() as conn:
+            rows = await conn.execute(query.order_by(_D.c.id.desc()).limit(limit))
+            return [_logged(r, with_input=with_input) for r in rows]
+
+    async def export(self, where: DecisionFilter, *, batch: int = 500) -> AsyncIterator[LoggedDecision]:
+        """Every matching decision with its input, newest first, read in batches."""
+        before: str | None = None
+        while True:
+            page = await self.list(where, before=before, limit=batch, with_input=True)
+            for decision in page:
+                yield decision
+            if len(page) < batch:
+                return
+            before = page[-1].id
+
+    async def prune(self, older_than: datetime, *, batch: int = 1000) -> int:
+        """Delete decisions last given before ``older_than``, in small transactions; returns how many."""
+        removed = 0
+        while True:
+            async with self.db.write() as conn:
+                ids = (
+                    (await conn.execute(select(_D.c.id).where(_D.c.last_at < older_than).limit(batch))).scalars().all()
+                )
+                if not ids:
+                    return removed
+                await conn.execute(delete(_R).where(_R.c.decision_id.in_(ids)))
+                await conn.execute(delete(_D).where(_D.c.id.in_(ids)))
+                removed += len(ids)
+
+    @staticmethod
+    def _conditions(where: DecisionFilter) -> list[Any]:
+        conditions: list[Any] = []
+        if where.namespace is not None:
+            conditions.append(_D.c.namespace == where.namespace)
+        if where.stage is not None:
+            conditions.append(_D.c.stage == where.stage)
+        if where.promotion is not None:
+            conditions.append(_D.c.promotion == where.promotion)
+        if where.allow is not None:
+            conditions.append(_D.c.allow == where.allow)
+        if where.since is not None:
+            conditions.append(_D.c.last_at >= where.since)
+        if where.until is not None:
+            conditions.append(_D.c.evaluated_at <= where.until)
+        if where.policy is not None or where.code is not None:
+            reason = select(_R.c.decision_id)
+            if where.policy is not None:
+                reason = reason.where(_R.c.policy == where.policy)
+            if where.code is not None:
+                reason = reason.where(_R.c.code == where.code)
+            conditions.append(_D.c.id.in_(reason))
+        return conditions
+
+
+def _logged(row: Any, *, with_input: bool) -> LoggedDecision:
+    return LoggedDecision(
+        id=row.id,
+        namespace=row.namespace,
+        stage=row.stage,
+        promotion=row.promotion,
+        prospective=bool(row.prospective),
+        freight=row.freight,
+        allow=bool(row.allow),
+        claimed=bool(row.claimed),
+        evaluated_at=row.evaluated_at,
+        last_at=row.last_at,
+        repeat_count=row.repeat_count,
+        input_hash=row.input_hash,
+        duration_ms=row.duration_ms,
+        caller=row.caller,
+        result=json.loads(row.result),
+        input=json.loads(row.input) if with_input else None,
+    )
