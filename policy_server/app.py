@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import logging
 import os
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import swagger_ui_bundle
 from litestar import Litestar, Response, get
 from litestar.config.app import AppConfig
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
-from litestar.openapi.spec import Tag
+from litestar.openapi.spec import OpenAPI, OpenAPIMediaType, OpenAPIResponse, Reference, Tag
 from litestar.plugins import InitPluginProtocol
 from litestar.static_files import create_static_files_router
 from litestar.status_codes import HTTP_302_FOUND
@@ -25,7 +25,7 @@ from policy_server import __version__
 from policy_server.api.decisions.controllers import DecisionsController
 from policy_server.api.health.controllers import HealthController
 from policy_server.api.policies.controllers import EvaluateController, PoliciesController
-from policy_server.api.problems import EXCEPTION_HANDLERS
+from policy_server.api.problems import EXCEPTION_HANDLERS, PROBLEM_MEDIA_TYPE
 from policy_server.api.stages.controllers import StagesController
 from policy_server.api.state.controllers import StateController
 from policy_server.engine import PoolLimits, RegopyEvaluator
@@ -182,7 +182,7 @@ class PolicyServerPlugin(InitPluginProtocol):
 
 
 def openapi_config() -> OpenAPIConfig:
-    """The OpenAPI document and its docs UI, served from the swagger-ui-bundle package (no CDN)."""
+    """The OpenAPI document and its docs UI, served from the swagger-ui-py package (no CDN)."""
     return OpenAPIConfig(
         title="policy-server",
         version=__version__,
@@ -206,9 +206,13 @@ def openapi_config() -> OpenAPIConfig:
 
 
 def _swagger_assets():  # type: ignore[no-untyped-def]
+    # Swagger UI 5 (OpenAPI 3.1) as shipped in the swagger-ui-py wheel; found without importing the package.
+    spec = importlib.util.find_spec("swagger_ui")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the swagger-ui-py package is missing: the docs UI cannot be served")
     return create_static_files_router(
         path=_ASSETS,
-        directories=[Path(swagger_ui_bundle.swagger_ui_path)],
+        directories=[Path(next(iter(spec.submodule_search_locations))) / "static"],
         include_in_schema=False,
         name="swagger-assets",
     )
@@ -223,8 +227,30 @@ def create_app(settings: Settings | None = None) -> Litestar:
     """Build the app from ``settings`` (default: the environment)."""
     settings = settings or Settings.from_env()
     # The body limit goes to the constructor: Litestar ignores a plugin's change of it.
-    return Litestar(
+    app = Litestar(
         plugins=[PolicyServerPlugin(settings)],
         request_max_body_size=settings.max_body_bytes,
         debug=False,
+    )
+    _problems_not_400(app.openapi_schema)
+    return app
+
+
+def _problems_not_400(schema: OpenAPI) -> None:
+    """Litestar documents a 400 for every operation with parameters; ours answer 422 problem details."""
+    for path in (schema.paths or {}).values():
+        for method in ("get", "put", "post", "delete", "patch"):
+            operation = getattr(path, method, None)
+            if operation is None or operation.responses is None:
+                continue
+            bad = operation.responses.pop("400", None)
+            if bad is not None and "422" not in operation.responses:
+                operation.responses["422"] = problem_responses_spec(schema)
+
+
+def problem_responses_spec(schema: OpenAPI) -> OpenAPIResponse:
+    """A 422 problem-details response referring to the Problem schema."""
+    return OpenAPIResponse(
+        description="The request is malformed; `errors` says where. Nothing was changed.",
+        content={PROBLEM_MEDIA_TYPE: OpenAPIMediaType(schema=Reference("#/components/schemas/Problem"))},
     )

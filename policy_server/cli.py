@@ -201,6 +201,66 @@ def _json_documents(data: bytes) -> Iterator[object]:
         yield value
 
 
+@main.command("apply-actions")
+@click.argument("decision", default="-")
+@click.option("--url", default=None, help="Fetch DECISION (an id) from this policy-server.")
+@click.option("--dry-run", is_flag=True, help="Print the kubectl commands instead of running them.")
+@click.option("--kubectl", default="kubectl", show_default=True, help="The kubectl to run.")
+def apply_actions(decision: str, url: str | None, dry_run: bool, kubectl: str) -> None:
+    """Apply a decision's abort actions with `kubectl patch --type merge`.
+
+    DECISION is a decision id (with --url), a file holding a decision (the answer of POST /v1/decisions),
+    or - for stdin. Needs `patch` on promotions and the `promote` verb on stages (examples/kargo/rbac.yaml).
+    """
+    import shlex
+    import subprocess
+
+    document = _load_decision(decision, url)
+    actions = [a for a in document.get("actions") or [] if a.get("type") == "abort"]
+    failures = 0
+    for action in actions:
+        ref = action["promotion"]
+        command = [
+            kubectl,
+            "patch",
+            "promotions.kargo.akuity.io",
+            ref["name"],
+            "--namespace",
+            ref["namespace"],
+            "--type",
+            "merge",
+            "--patch",
+            json.dumps(action["patch"], separators=(",", ":")),
+        ]
+        if dry_run:
+            click.echo(shlex.join(command))
+            continue
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode == 0:
+            click.echo(f"aborted {ref['namespace']}/{ref['name']} ({action.get('policy')}: {action.get('reason')})")
+        else:
+            failures += 1
+            click.echo(f"failed to abort {ref['namespace']}/{ref['name']}: {result.stderr.strip()}", err=True)
+    if not actions:
+        click.echo(f"decision {document.get('id', '?')} has no abort actions")
+    raise SystemExit(1 if failures else 0)
+
+
+def _load_decision(decision: str, url: str | None) -> dict:
+    if url:
+        import httpx
+
+        response = httpx.get(f"{url.rstrip('/')}/v1/decisions/{decision}", timeout=30)
+        if response.status_code != 200:
+            raise click.ClickException(f"{url} answered {response.status_code}: {response.text}")
+        return response.json()
+    text = sys.stdin.read() if decision == "-" else Path(decision).read_text()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise click.ClickException(f"not a decision (JSON): {exc}") from None
+
+
 @main.group()
 def policies() -> None:
     """Check and test Rego policies locally (no server needed)."""

@@ -109,3 +109,9 @@ async def client(settings: Settings) -> AsyncIterator[Any]:
 
     async with AsyncTestClient(create_app(settings)) as test_client:
         yield test_client
+
+
+@pytest.fixture
+def fresh_postgres_url() -> Iterator[str]:
+    """A new, empty database on the test PostgreSQL server (fails in CI, skips locally without one)."""
+    yield from fresh_postgres_database(require_postgres())

@@ -7,7 +7,6 @@ import json
 import httpx
 import pytest
 
-from tests.conftest import fresh_postgres_database, require_postgres
 from tests.e2e.conftest import cli
 from tests.integration.conftest import AR_E, PROD_P6, PROD_P7, PROD_P8
 
@@ -46,15 +45,14 @@ def test_embedded_sqlite_server_end_to_end(server_factory, fixtures_dir, tmp_pat
 
 
 @pytest.mark.postgres
-def test_postgres_server_end_to_end(server_factory, fixtures_dir):
-    for url in fresh_postgres_database(require_postgres()):
-        env = {"POLICY_SERVER_DATABASE_URL": url}
-        not_migrated = cli("db", "current", env=env)
-        assert b"(empty)" in not_migrated.stdout
-        upgraded = cli("db", "upgrade", env=env)
-        assert upgraded.returncode == 0, upgraded.stderr.decode()
-        server = server_factory(env)
-        _walk_through(server.url, fixtures_dir, env)
+def test_postgres_server_end_to_end(fresh_postgres_url, server_factory, fixtures_dir):
+    env = {"POLICY_SERVER_DATABASE_URL": fresh_postgres_url}
+    not_migrated = cli("db", "current", env=env)
+    assert b"(empty)" in not_migrated.stdout
+    upgraded = cli("db", "upgrade", env=env)
+    assert upgraded.returncode == 0, upgraded.stderr.decode()
+    server = server_factory(env)
+    _walk_through(server.url, fixtures_dir, env)
 
 
 def test_cli_ingest_writes_the_configured_database(fixtures_dir, tmp_path):
@@ -84,3 +82,26 @@ def test_cli_ingest_rejects_bad_input_and_stores_nothing(tmp_path):
     assert b"metadata.namespace" in result.stderr
     assert result.stdout == b""
     assert not (tmp_path / "policy-server.db").exists()
+
+
+def test_apply_actions_turns_abort_actions_into_kubectl_patches(server_factory, fixtures_dir, tmp_path):
+    env = {"POLICY_SERVER_DATA_DIR": str(tmp_path / "data"), "POLICY_SERVER_ENGINE_WORKERS": "1"}
+    server = server_factory(env)
+    lines = (fixtures_dir / "watch-prod-verification-failed.jsonl").read_text().splitlines()
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        http.post("/v1/state", content=(fixtures_dir / "list-kargo-demo.json").read_bytes()).raise_for_status()
+        http.post(
+            "/v1/state", content="\n".join(lines[:7]), headers={"content-type": "application/x-ndjson"}
+        ).raise_for_status()
+        decision = http.post("/v1/decisions", json={"promotion": {"namespace": "kargo-demo", "name": PROD_P6}}).json()
+    result = cli("apply-actions", "--url", server.url, "--dry-run", decision["id"], env=env)
+    assert result.returncode == 0, result.stderr.decode()
+    commands = result.stdout.decode().splitlines()
+    assert len(commands) == 2
+    assert commands[0] == (
+        "kubectl patch promotions.kargo.akuity.io " + PROD_P6 + " --namespace kargo-demo --type merge "
+        '--patch \'{"metadata":{"annotations":{"kargo.akuity.io/abort":"{\\"action\\":\\"terminate\\"}"}}}\''
+    )
+    assert PROD_P7 in commands[1]
+    piped = cli("apply-actions", "--dry-run", "-", env=env, stdin=json.dumps(decision).encode())
+    assert piped.stdout.decode().splitlines() == commands

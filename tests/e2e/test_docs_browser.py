@@ -1,0 +1,89 @@
+"""The API docs in a real headless Chromium: run ListDecisions with "Try it out" and see a decision id."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import IN_CI, ROOT
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+def _browser():
+    if not (Path(CHROMIUM).is_file() and Path(CHROMEDRIVER).is_file()):
+        message = "Debian packages chromium and chromium-driver are not installed"
+        if IN_CI:
+            pytest.fail(message + " (CI must install them)")
+        pytest.skip(message)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1400,2200",
+        f"--user-data-dir={tempfile.mkdtemp(prefix='chromium-')}",
+    ):
+        options.add_argument(flag)
+    return webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+
+
+def test_list_decisions_runs_from_the_docs_page(server_factory, fixtures_dir, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as until
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    server = server_factory({"POLICY_SERVER_DATA_DIR": str(tmp_path / "data"), "POLICY_SERVER_ENGINE_WORKERS": "1"})
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        http.post("/v1/state", content=(fixtures_dir / "list-kargo-demo.json").read_bytes()).raise_for_status()
+        decision = http.post(
+            "/v1/decisions",
+            json={"promotion": {"namespace": "kargo-demo", "name": "prod.01kztrdxmgg3c76w16pjvk9zds.759376c"}},
+        ).json()
+
+    browser = _browser()
+    ARTIFACTS.mkdir(exist_ok=True)
+    try:
+        browser.get(f"{server.url}/docs/")
+        wait = WebDriverWait(browser, 30)
+        operation = wait.until(until.presence_of_element_located((By.ID, "operations-decisions-ListDecisions")))
+        operation.find_element(By.CSS_SELECTOR, ".opblock-summary").click()
+        wait.until(
+            until.element_to_be_clickable((By.CSS_SELECTOR, "#operations-decisions-ListDecisions .try-out__btn"))
+        ).click()
+        wait.until(
+            until.element_to_be_clickable((By.CSS_SELECTOR, "#operations-decisions-ListDecisions .execute"))
+        ).click()
+        body = wait.until(
+            until.presence_of_element_located(
+                (
+                    By.CSS_SELECTOR,
+                    "#operations-decisions-ListDecisions .live-responses-table .response-col_description pre",
+                )
+            )
+        )
+        deadline = time.monotonic() + 20
+        while decision["id"] not in body.text and time.monotonic() < deadline:
+            time.sleep(0.2)
+        browser.execute_script("arguments[0].scrollIntoView();", body)
+        browser.save_screenshot(str(ARTIFACTS / "docs-list-decisions.png"))
+        assert decision["id"] in body.text
+        assert "verification_in_progress" in body.text
+    finally:
+        browser.quit()
