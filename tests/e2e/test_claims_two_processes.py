@@ -32,7 +32,7 @@ def test_fifty_claims_across_two_servers_give_exactly_one_allow(fresh_postgres_u
         http.post("/v1/state", content=(fixtures_dir / "list-kargo-demo.json").read_bytes()).raise_for_status()
         http.post("/v1/state", json={"apiVersion": "v1", "kind": "List", "items": promotions}).raise_for_status()
         # Without FIFO admission all fifty are allowed by the policies: only the claim picks one.
-        http.post("/v1/policies/admission/delete").raise_for_status()
+        http.delete("/v1/policies/admission").raise_for_status()
 
     async def ask(base: str, name: str) -> dict:
         async with httpx.AsyncClient(base_url=base, timeout=60) as client:

@@ -90,7 +90,7 @@ async def test_an_unknown_promotion_is_denied_and_logged(client, fixtures_dir):
     unknown = await decide(client, "prod.01kzzzzzzzzzzzzzzzzzzzzzzz.0ccf689")
     assert unknown["allow"] is False and "promotion_unknown" in codes(unknown)
     # Even with the admission policy switched off, the service fails closed.
-    await client.post("/v1/policies/admission/delete")
+    await client.delete("/v1/policies/admission")
     again = await decide(client, "prod.01kzzzzzzzzzzzzzzzzzzzzzzz.0ccf689")
     assert again["allow"] is False and by_policy(again) == {"policy-server": {"promotion_unknown"}}
     missing_stage = await decide(client, stage="nowhere", freight=F3)
@@ -137,7 +137,7 @@ async def _many_pending(client, fixtures_dir, count):
     promotions = _test_stage_promotions(fixtures_dir, count)
     await post(client, {"apiVersion": "v1", "kind": "List", "items": promotions})
     # Without FIFO admission every one of them is allowed by the policies: only the claim can pick one.
-    await client.post("/v1/policies/admission/delete")
+    await client.delete("/v1/policies/admission")
     return [p["metadata"]["name"] for p in promotions]
 
 

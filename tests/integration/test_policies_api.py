@@ -125,9 +125,9 @@ async def test_revisions_update_rollback_delete_restore_keep_a_complete_history(
     assert (active["number"], active["action"], active["based_on"]) == (3, "rollback", 1)
     assert active["source"] == FREEZE and active["mode"] == "enforce"
 
-    deleted = await client.post("/v1/policies/freeze/delete", json={"comment": "not needed"})
+    deleted = await client.delete("/v1/policies/freeze", params={"comment": "not needed"})
     assert deleted.json()["state"] == "deleted" and deleted.json()["active"]["number"] == 4
-    assert (await client.post("/v1/policies/freeze/delete")).status_code == 409
+    assert (await client.delete("/v1/policies/freeze")).status_code == 409
 
     revived = await client.post("/v1/policies/freeze/rollback", json={"revision": 2})
     assert revived.json()["state"] == "active" and revived.json()["active"]["source"] == FREEZE_V2
@@ -150,7 +150,7 @@ async def test_builtins_can_be_overridden_disabled_and_restored(client):
     response = await put(client, override, policy="block-while-verifying")
     assert response.json()["builtin_overridden"] is True and response.json()["active"]["mode"] == "dryrun"
 
-    disabled = await client.post("/v1/policies/block-while-verifying/delete")
+    disabled = await client.delete("/v1/policies/block-while-verifying")
     assert disabled.json()["state"] == "deleted"
     listed = {p["id"]: p["state"] for p in (await client.get("/v1/policies")).json()}
     assert listed["block-while-verifying"] == "deleted"

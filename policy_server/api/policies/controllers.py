@@ -6,10 +6,10 @@ import time
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, get, post, put
+from litestar import Controller, delete, get, post, put
 from litestar.di import NamedDependency
 from litestar.openapi.spec import Example
-from litestar.params import JSONBody, PathParameter
+from litestar.params import JSONBody, PathParameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK
 
 from policy_server.api.policies.schemas import (
@@ -92,20 +92,22 @@ class PoliciesController(Controller):
         await policy_service.rollback(policy_id, data.revision, author=AUTHOR_PLACEHOLDER, comment=data.comment)
         return _view(await _existing(policy_service, policy_id))
 
-    @post(
-        "/{policy_id:str}/delete",
+    @delete(
+        "/{policy_id:str}",
         operation_id="DeletePolicy",
         summary="Delete (switch off) a policy",
         status_code=HTTP_200_OK,
         responses=problem_responses(404, 409, 503),
     )
     async def delete_policy(
-        self, policy_service: PolicyServiceDep, policy_id: PolicyId, data: JSONBody[ChangeComment | None] = None
+        self,
+        policy_service: PolicyServiceDep,
+        policy_id: PolicyId,
+        comment: Annotated[str, QueryParameter(description="Why (kept in the history).", max_length=1000)] = "",
     ) -> PolicyView:
         """Add a deleting revision: the policy stops being evaluated; its history stays, and a rollback or a
-        new revision brings it back. Built-in policies are disabled this way.
+        new revision brings it back. Built-in policies are disabled this way (and come back with restore).
         """
-        comment = data.comment if data else ""
         await policy_service.delete(policy_id, author=AUTHOR_PLACEHOLDER, comment=comment)
         return _view(await _existing(policy_service, policy_id))
 
