@@ -282,3 +282,51 @@ async def test_unchanged_state_and_policies_are_answered_without_rego_and_still_
         assert (await client.get("/v1/decisions", params={"promotion": PROD_P6})).json()["items"][0][
             "repeat_count"
         ] == 1
+
+
+@pytest.mark.parametrize(
+    ("rule", "expected"),
+    [
+        # A 200 kB string through regex.match overflows regopy's stack: the worker dies.
+        (
+            'deny contains "x" if regex.match(`^(a|b)*$`, concat("", [s | some i in numbers.range(1, 100000); s := "ab"]))',
+            {"engine_crashed"},
+        ),
+        # A loop over a billion numbers: stopped at the deadline, or earlier by the memory watchdog.
+        (
+            'deny contains "x" if {\n\tsome i in numbers.range(1, 1000000000)\n\ti < 0\n}',
+            {"evaluation_timeout", "evaluation_memory_exceeded"},
+        ),
+        # Catastrophic backtracking on a Stage-derived string.
+        (
+            'deny contains "x" if regex.match(`^(a+)+$`, concat("", array.concat([s | some i in numbers.range(1, 40); s := "a"], ["!"])))',
+            {"evaluation_timeout"},
+        ),
+    ],
+    ids=["segfault", "loop", "redos"],
+)
+async def test_a_policy_that_breaks_the_engine_denies_fail_closed_and_the_service_recovers(
+    client, fixtures_dir, rule, expected
+):
+    import time
+
+    await post(client, (fixtures_dir / "list-kargo-demo.json").read_bytes())
+    uat_head = "uat.01kztre7ng6jgszv7zxzzr314s.0ccf689"
+    assert (await decide(client, uat_head))["allow"] is True
+    source = f"package policies.broken\n\nimport rego.v1\n\n{rule}\n"
+    put = await client.put("/v1/policies/broken", json={"source": source, "scope": {"stages": ["uat"]}})
+    assert put.status_code == 200, put.text
+
+    started = time.monotonic()
+    broken = await decide(client, uat_head)
+    assert time.monotonic() - started < 10
+    assert broken["allow"] is False
+    assert {r["code"] for r in broken["reasons"] if r["policy"] == "broken"} <= expected
+    assert codes(broken) & expected
+    logged = (await client.get(f"/v1/decisions/{broken['id']}")).json()
+    assert logged["allow"] is False
+
+    # The service keeps answering; with the policy switched off the same question is allowed again.
+    assert (await client.get("/health")).status_code == 200
+    await client.delete("/v1/policies/broken")
+    assert (await decide(client, uat_head))["allow"] is True
