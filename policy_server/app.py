@@ -28,7 +28,7 @@ from policy_server.api.policies.controllers import EvaluateController, PoliciesC
 from policy_server.api.problems import EXCEPTION_HANDLERS, PROBLEM_MEDIA_TYPE
 from policy_server.api.stages.controllers import StagesController
 from policy_server.api.state.controllers import StateController
-from policy_server.engine import PoolLimits, RegopyEvaluator
+from policy_server.engine import Evaluator, OpaEvaluator, PoolLimits, RegopyEvaluator
 from policy_server.service import PolicyService
 from policy_server.service.decisions import DecisionService, DecisionSettings
 from policy_server.settings import Settings
@@ -73,13 +73,19 @@ class Services:
         )
         self.state_store = StateStore(self.database)
         workers = settings.engine_workers or min(os.cpu_count() or 1, 4)
-        self.engine = RegopyEvaluator(
+        embedded = RegopyEvaluator(
             workers,
             PoolLimits(
                 timeout_s=settings.evaluation_timeout_ms / 1000,
                 memory_bytes=settings.engine_memory_mb * 1024 * 1024,
             ),
         )
+        self.engine: Evaluator = embedded
+        if settings.engine == "opa":
+            urls = [u for u in settings.opa_url.split(",") if u.strip()]
+            self.engine = OpaEvaluator(urls, timeout_s=settings.evaluation_timeout_ms / 1000, local=embedded)
+        elif settings.engine != "regopy":
+            raise ValueError(f"POLICY_SERVER_ENGINE must be regopy or opa, not {settings.engine!r}")
         self.policy_service = PolicyService(
             PolicyStore(self.database),
             self.engine,
@@ -174,6 +180,7 @@ class PolicyServerPlugin(InitPluginProtocol):
                 "state_store": provide("state_store"),
                 "policy_service": provide("policy_service"),
                 "decision_service": provide("decision_service"),
+                "engine": provide("engine"),
             }
         )
         app_config.exception_handlers.update(EXCEPTION_HANDLERS)  # type: ignore[arg-type]

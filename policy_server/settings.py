@@ -43,6 +43,11 @@ class Settings:
     """Log level of the service (``POLICY_SERVER_LOG_LEVEL``)."""
     recent_promotions: int = 10
     """How many terminal Promotions a Stage view lists by default (``POLICY_SERVER_RECENT_PROMOTIONS``)."""
+    engine: str = "regopy"
+    """Where decisions are evaluated: ``regopy`` (embedded, in worker processes) or ``opa``
+    (``POLICY_SERVER_ENGINE``)."""
+    opa_url: str = ""
+    """OPA servers for ``engine=opa``, comma-separated (``POLICY_SERVER_OPA_URL``, e.g. http://127.0.0.1:8282)."""
     engine_workers: int = 0
     """Rego worker processes; 0 means one per CPU core, at most 4 (``POLICY_SERVER_ENGINE_WORKERS``)."""
     evaluation_timeout_ms: int = 2000

@@ -115,3 +115,71 @@ async def client(settings: Settings) -> AsyncIterator[Any]:
 def fresh_postgres_url() -> Iterator[str]:
     """A new, empty database on the test PostgreSQL server (fails in CI, skips locally without one)."""
     yield from fresh_postgres_database(require_postgres())
+
+
+def opa_binary() -> str:
+    """A real OPA: POLICY_SERVER_TEST_OPA, `opa` on PATH, or ~/go/bin/opa; skips locally and fails in CI without."""
+    import shutil
+
+    candidates = [
+        os.environ.get("POLICY_SERVER_TEST_OPA"),
+        shutil.which("opa"),
+        str(Path.home() / "go" / "bin" / "opa"),
+    ]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file():
+            return candidate
+    message = "no OPA binary (go install github.com/open-policy-agent/opa@v1.22.3, or set POLICY_SERVER_TEST_OPA)"
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+class OpaProcess:
+    """A real `opa run --server` on a loopback port; it can be killed and started again on the same port."""
+
+    def __init__(self, binary: str, log: Path) -> None:
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.binary = binary
+        self.log = log
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = None
+
+    def start(self) -> None:
+        import subprocess
+        import time
+
+        import httpx
+
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [self.binary, "run", "--server", "--addr", f"127.0.0.1:{self.port}", "--log-level", "error"],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise RuntimeError(f"OPA did not start: {self.log.read_text()}")
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+
+@pytest.fixture
+def opa(tmp_path: Path) -> Iterator[OpaProcess]:
+    """A fresh real OPA server for one test."""
+    server = OpaProcess(opa_binary(), tmp_path / "opa.log")
+    server.start()
+    yield server
+    server.kill()

@@ -110,6 +110,8 @@ def _validation_error(request: Request[Any, Any, Any], exc: ValidationException)
 
 def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
     status = exc.status_code
+    if status >= 500:
+        _log.error("error on %s %s: %s", request.method, request.url.path, exc.detail, exc_info=exc)
     code = _CODES_BY_STATUS.get(status, "http_error")
     detail = exc.detail
     if isinstance(exc, NotFoundException) and detail in ("", "Not Found"):

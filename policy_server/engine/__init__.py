@@ -10,12 +10,14 @@ from policy_server.engine._model import (
     EVALUATION_UNDEFINED,
     INVALID_RESULT,
     Bundle,
+    Evaluator,
     Failure,
     PolicyCode,
     PolicyOutcome,
     TestOutcome,
     package_of,
 )
+from policy_server.engine._opa import OpaEvaluator
 from policy_server.engine._pool import PoolLimits, WorkerFailure
 from policy_server.engine._regopy import RegopyEvaluator, discover_tests, outcome_from_value
 
@@ -28,6 +30,8 @@ __all__ = [
     "EVALUATION_UNDEFINED",
     "INVALID_RESULT",
     "Bundle",
+    "Evaluator",
+    "OpaEvaluator",
     "Failure",
     "PolicyCode",
     "PolicyOutcome",

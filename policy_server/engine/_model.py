@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from policy_server.engine._protocol import Module
 
@@ -69,13 +70,16 @@ class Bundle:
         modules: list[Module] = []
         entrypoints: dict[str, str] = {}
         digest = hashlib.sha256()
-        for index, policy in enumerate(sorted(policies, key=lambda p: p.policy_id)):
+        ordered = sorted(policies, key=lambda p: p.policy_id)
+        for policy in ordered:
+            digest.update(policy.policy_id.encode() + b"\0" + policy.source.encode() + b"\0")
+        key = digest.hexdigest()[:32]
+        for index, policy in enumerate(ordered):
             name = f"e{index}"
             modules.append(Module(policy.filename, policy.source))
-            modules.append(Module(f"policy_server/entry/{name}.rego", _wrapper(name, policy.package)))
+            modules.append(Module(f"policy_server/entry/{name}.rego", _wrapper(name, policy.package, key)))
             entrypoints[policy.policy_id] = f"policy_server/entry/{name}/result"
-            digest.update(policy.policy_id.encode() + b"\0" + policy.source.encode() + b"\0")
-        return cls(digest.hexdigest()[:32], tuple(modules), entrypoints)
+        return cls(key, tuple(modules), entrypoints)
 
     def compile_message(self) -> dict[str, Any]:
         """The worker request that compiles this bundle."""
@@ -87,10 +91,11 @@ class Bundle:
         }
 
 
-def _wrapper(name: str, package: str) -> str:
-    # Collect the contract's rules into one value; a rule the policy does not define adds nothing.
+def _wrapper(name: str, package: str, key: str) -> str:
+    # Collect the contract's rules into one value; a rule the policy does not define adds nothing. The
+    # bundle key in the answer proves which policy revisions answered (an OPA server may hold others).
     rules = ", ".join(f'"{rule}": {{x | some x in data.{package}.{rule}}}' for rule in RULES)
-    return f"package policy_server.entry.{name}\n\nimport rego.v1\n\nresult := {{{rules}}}\n"
+    return f'package policy_server.entry.{name}\n\nimport rego.v1\n\nresult := {{{rules}, "bundle": "{key}"}}\n'
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,3 +128,20 @@ class TestOutcome:
     message: str | None = None
     duration_ms: float = 0.0
     line: int | None = None
+
+
+@runtime_checkable
+class Evaluator(Protocol):
+    """What the service needs of an engine: regopy in workers (embedded) or OPA servers (scale-out)."""
+
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def evaluate(self, bundle: Bundle, calls: Sequence[tuple[str, dict[str, Any]]]) -> list[PolicyOutcome]: ...
+
+    async def compile_problems(self, modules: Sequence[tuple[str, str]]) -> list[Any]: ...
+
+    async def run_tests(self, code: PolicyCode) -> list[TestOutcome]: ...

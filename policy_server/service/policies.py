@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from policy_server.engine import Bundle, PolicyCode, PolicyOutcome, Problem, RegopyEvaluator, TestOutcome
+from policy_server.engine import Bundle, Evaluator, PolicyCode, PolicyOutcome, Problem, TestOutcome
 from policy_server.engine._lint import lint
 from policy_server.errors import Conflict, InvalidPolicy, NotFound
 from policy_server.service.verdict import MODES, PolicyRef, Verdict, aggregate, in_scope
@@ -103,7 +103,7 @@ class PolicyService:
     def __init__(
         self,
         store: PolicyStore,
-        engine: RegopyEvaluator,
+        engine: Evaluator,
         *,
         builtins: Path | None = None,
         refresh_s: float = 1.0,

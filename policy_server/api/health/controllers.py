@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import msgspec
 from litestar import Controller, Response, get
+from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 
 from policy_server import __version__
 from policy_server.api.params import DatabaseDep
+from policy_server.engine import Evaluator, OpaEvaluator
 from policy_server.errors import Unavailable
 from policy_server.store import Database, current_revision, head_revision
 
@@ -53,14 +55,27 @@ class HealthController(Controller):
         },
         summary="Readiness: the database answers and its schema is at the revision this code needs (503 otherwise)",
     )
-    async def ready(self, database: DatabaseDep) -> Response[Readiness]:
-        """Readiness: the database answers and its schema is at the revision this code needs (503 otherwise)."""
-        checks = [await _database_check(database)]
+    async def ready(self, database: DatabaseDep, engine: NamedDependency[Evaluator]) -> Response[Readiness]:
+        """Readiness: the database answers, its schema is at the revision this code needs, and (with
+        ``POLICY_SERVER_ENGINE=opa``) every OPA server answers (503 otherwise)."""
+        checks = [await _database_check(database), *await _engine_checks(engine)]
         ready = all(c.ok for c in checks)
         return Response(
             Readiness(ready=ready, checks=checks),
             status_code=HTTP_200_OK if ready else HTTP_503_SERVICE_UNAVAILABLE,
         )
+
+
+async def _engine_checks(engine: Evaluator) -> list[Check]:
+    if not isinstance(engine, OpaEvaluator):
+        return [Check(name="engine", ok=True, detail=f"{engine.name} (embedded)")]
+    checks = []
+    for url, healthy, loaded in await engine.status():
+        detail = f"OPA at {url}: {'healthy' if healthy else 'unreachable'}"
+        if loaded:
+            detail += f", holds policy set {loaded}"
+        checks.append(Check(name="engine", ok=healthy, detail=detail))
+    return checks
 
 
 async def _database_check(database: Database) -> Check:

@@ -1,0 +1,197 @@
+"""The scale-out evaluator: real OPA servers, fed and queried through opa-python-client.
+
+Each OPA server holds one policy set at a time, pushed as modules under ``policy_server/``. Every answer
+carries the key of the bundle that produced it (the generated wrapper embeds it), so an answer from an OPA
+that restarted (empty) or holds another set is detected, the set is pushed again, and the question asked
+once more; if that fails too the policy fails closed with ``engine_unavailable``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from opa_client.opa_async import AsyncOpaClient
+
+from policy_server.engine._model import ENGINE_UNAVAILABLE, EVALUATION_ERROR, Bundle, Failure, PolicyOutcome
+from policy_server.engine._regopy import RegopyEvaluator, outcome_from_value
+
+_log = logging.getLogger("policy_server.engine.opa")
+_PREFIX = "policy_server/"
+
+
+class OpaUnavailable(Exception):
+    """An OPA server did not answer, answered an error, or holds other policies than it should."""
+
+
+class _Server:
+    """One OPA server and the bundle it was last given."""
+
+    def __init__(self, url: str, timeout_s: float) -> None:
+        parts = urlsplit(url if "://" in url else f"http://{url}")
+        self.url = f"{parts.scheme}://{parts.hostname}:{parts.port or 8181}"
+        self.client = AsyncOpaClient(
+            host=parts.hostname or "127.0.0.1",
+            port=parts.port or 8181,
+            ssl=parts.scheme == "https",
+            timeout=timeout_s,
+            retries=0,
+        )
+        self.loaded: str | None = None
+        self.pushes = 0
+        self.push_failures = 0
+        self._lock = asyncio.Lock()
+        self._open = False
+
+    async def open(self) -> None:
+        if not self._open:
+            await self.client._init_session()  # the client's own session setup (its __aenter__)
+            self._open = True
+
+    async def close(self) -> None:
+        if self._open:
+            await self.client.close_connection()
+            self._open = False
+
+    async def ensure(self, bundle: Bundle, *, force: bool = False) -> None:
+        """Push ``bundle`` unless this server already holds it."""
+        if self.loaded == bundle.key and not force:
+            return
+        async with self._lock:
+            if self.loaded == bundle.key and not force:
+                return
+            try:
+                await self._push(bundle)
+            except Exception as exc:
+                self.push_failures += 1
+                self.loaded = None
+                raise OpaUnavailable(f"pushing policies to OPA at {self.url} failed: {_text(exc)}") from exc
+            self.loaded = bundle.key
+            self.pushes += 1
+
+    async def _push(self, bundle: Bundle) -> None:
+        wanted = {_PREFIX + m.name: m.source for m in bundle.modules}
+        present = [p for p in await self.client.get_policies_list() if p.startswith(_PREFIX)]
+        # Wrappers last: once a wrapper answers with the new key, the modules it reads are in place.
+        ordered = sorted(wanted, key=lambda name: name.startswith(_PREFIX + "policy_server/entry/"))
+        for name in ordered:
+            await self.client.update_policy_from_string(wanted[name], name, rego_compat=False)
+        for name in present:
+            if name not in wanted:
+                await self.client.delete_policy(name)
+
+    async def query(self, entrypoint: str, document: dict[str, Any]) -> Any:
+        """The value at ``entrypoint`` for ``document`` (None when undefined)."""
+        package, _, rule = entrypoint.rpartition("/")
+        try:
+            answer = await self.client.query_rule(document, package, rule)
+        except Exception as exc:
+            status = getattr(exc, "status", None)
+            if status is not None and 400 <= status < 500 or status == 500:
+                raise _EvaluationError(f"OPA answered {status}: {_text(exc)}") from exc
+            raise OpaUnavailable(f"OPA at {self.url} did not answer: {_text(exc)}") from exc
+        return answer.get("result")
+
+    async def healthy(self) -> bool:
+        try:
+            return await self.client.check_health()
+        except Exception:  # noqa: BLE001 - unhealthy is the answer
+            return False
+
+
+class _EvaluationError(Exception):
+    """OPA evaluated and failed (a Rego runtime error): not an availability problem."""
+
+
+class OpaEvaluator:
+    """Evaluates bundles on OPA servers (round robin); validation and tests stay with the embedded engine."""
+
+    name = "opa"
+
+    def __init__(self, urls: Sequence[str], *, timeout_s: float = 2.0, local: RegopyEvaluator | None = None) -> None:
+        if not urls:
+            raise ValueError("POLICY_SERVER_OPA_URL names no OPA server")
+        self.servers = [_Server(u.strip(), timeout_s) for u in urls if u.strip()]
+        self._next = itertools.cycle(range(len(self.servers)))
+        self.local = local or RegopyEvaluator(1)
+
+    async def start(self) -> None:
+        for server in self.servers:
+            await server.open()
+        await self.local.start()
+
+    async def close(self) -> None:
+        for server in self.servers:
+            await server.close()
+        await self.local.close()
+
+    async def evaluate(self, bundle: Bundle, calls: Sequence[tuple[str, dict[str, Any]]]) -> list[PolicyOutcome]:
+        """Evaluate each policy on its input on one OPA server; any failure is an outcome, never raised."""
+        if not calls:
+            return []
+        server = self.servers[next(self._next)]
+        try:
+            return await self._evaluate_on(server, bundle, calls)
+        except OpaUnavailable as exc:
+            _log.warning("%s", exc)
+            return [PolicyOutcome(pid, failure=Failure(ENGINE_UNAVAILABLE, str(exc))) for pid, _ in calls]
+
+    async def _evaluate_on(
+        self, server: _Server, bundle: Bundle, calls: Sequence[tuple[str, dict[str, Any]]]
+    ) -> list[PolicyOutcome]:
+        await server.ensure(bundle)
+        for attempt in range(2):
+            answers = await asyncio.gather(
+                *(self._ask(server, bundle.entrypoints[pid], doc) for pid, doc in calls), return_exceptions=True
+            )
+            stale = [a for a in answers if isinstance(a, dict) and a.get("bundle") != bundle.key or a is None]
+            unavailable = [a for a in answers if isinstance(a, OpaUnavailable)]
+            if unavailable:
+                raise unavailable[0]
+            if not stale:
+                break
+            if attempt == 0:
+                # Restarted (empty) or changed by someone else: push our set again and ask again.
+                await server.ensure(bundle, force=True)
+        else:
+            raise OpaUnavailable(f"OPA at {server.url} does not hold policy set {bundle.key} after a push")
+        outcomes = []
+        for (pid, _), answer in zip(calls, answers, strict=True):
+            if isinstance(answer, _EvaluationError):
+                outcomes.append(PolicyOutcome(pid, failure=Failure(EVALUATION_ERROR, str(answer))))
+            elif isinstance(answer, BaseException):
+                outcomes.append(PolicyOutcome(pid, failure=Failure(EVALUATION_ERROR, _text(answer))))
+            else:
+                outcomes.append(outcome_from_value(pid, answer))
+        return outcomes
+
+    @staticmethod
+    async def _ask(server: _Server, entrypoint: str, document: dict[str, Any]) -> Any:
+        return await server.query(entrypoint, document)
+
+    async def status(self) -> list[tuple[str, bool, str | None]]:
+        """Each server: URL, healthy, and the bundle key it holds."""
+        return [(s.url, await s.healthy(), s.loaded) for s in self.servers]
+
+    # Validation and tests run on the embedded engine (the same code path as without OPA).
+    async def compile_problems(self, modules: Sequence[tuple[str, str]]) -> list:
+        return await self.local.compile_problems(modules)
+
+    async def run_tests(self, code: Any) -> list:
+        return await self.local.run_tests(code)
+
+    async def query(self, modules: Sequence[tuple[str, str]], expression: str, document: Any) -> dict[str, Any]:
+        return await self.local.query(modules, expression, document)
+
+    @property
+    def restarts(self) -> int:
+        return self.local.pool.restarts
+
+
+def _text(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:300]
