@@ -35,3 +35,6 @@ if ! runuser -u postgres -- psql -p "$port" -tAc "SELECT 1 FROM pg_database WHER
   runuser -u postgres -- createdb -p "$port" -O policy_server policy_server >&2
 fi
 echo "export POLICY_SERVER_TEST_POSTGRES_URL=postgresql+asyncpg://policy_server:policy_server@127.0.0.1:${port}/policy_server"
+# How the fault-injection test stops and starts this server (it waits in between).
+echo "export POLICY_SERVER_TEST_POSTGRES_STOP='pg_ctlcluster $version main stop --mode fast'"
+echo "export POLICY_SERVER_TEST_POSTGRES_START='pg_ctlcluster $version main start'"

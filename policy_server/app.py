@@ -23,12 +23,13 @@ from litestar.status_codes import HTTP_302_FOUND
 
 from policy_server import __version__
 from policy_server.api.decisions.controllers import DecisionsController
-from policy_server.api.health.controllers import HealthController
+from policy_server.api.health.controllers import HealthController, MetricsController
 from policy_server.api.policies.controllers import EvaluateController, PoliciesController
 from policy_server.api.problems import EXCEPTION_HANDLERS, PROBLEM_MEDIA_TYPE
 from policy_server.api.stages.controllers import StagesController
 from policy_server.api.state.controllers import StateController
 from policy_server.engine import Evaluator, OpaEvaluator, PoolLimits, RegopyEvaluator
+from policy_server.logs import configure as configure_logging
 from policy_server.service import PolicyService
 from policy_server.service.decisions import DecisionService, DecisionSettings
 from policy_server.settings import Settings
@@ -163,6 +164,7 @@ class PolicyServerPlugin(InitPluginProtocol):
         app_config.route_handlers.extend(
             [
                 HealthController,
+                MetricsController,
                 StateController,
                 StagesController,
                 PoliciesController,
@@ -233,10 +235,14 @@ async def _root() -> Response[None]:
 def create_app(settings: Settings | None = None) -> Litestar:
     """Build the app from ``settings`` (default: the environment)."""
     settings = settings or Settings.from_env()
+    if os.environ.get("POLICY_SERVER_CONFIGURE_LOGGING") == "1":
+        configure_logging(settings.log_level, settings.log_format)
     # The body limit goes to the constructor: Litestar ignores a plugin's change of it.
     app = Litestar(
         plugins=[PolicyServerPlugin(settings)],
         request_max_body_size=settings.max_body_bytes,
+        # Logging is ours (policy_server.logs): Litestar would otherwise install its own format.
+        logging_config=None,
         debug=False,
     )
     _problems_not_400(app.openapi_schema)

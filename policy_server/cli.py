@@ -24,9 +24,10 @@ def _settings(**overrides: object) -> Settings:
         raise click.UsageError(str(exc)) from None
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+def _configure_logging(level: str, fmt: str = "text") -> None:
+    from policy_server.logs import configure
+
+    configure(level, fmt)
 
 
 @click.group()
@@ -44,7 +45,7 @@ def run(host: str | None, port: int | None, workers: int) -> None:
     import uvicorn
 
     settings = _settings(host=host, port=port)
-    _configure_logging(settings.log_level)
+    _configure_logging(settings.log_level, settings.log_format)
     for name in settings.extra:
         logging.getLogger("policy_server").warning("unknown setting %s ignored", name)
     if settings.should_auto_migrate:
@@ -52,10 +53,16 @@ def run(host: str | None, port: int | None, workers: int) -> None:
         from policy_server.store import upgrade
 
         asyncio.run(_with_db(settings, upgrade))
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        import tempfile
+
+        # Several processes: /metrics adds up every worker's counters from this directory.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="policy-server-metrics-")
     # Workers re-read the environment: pass the flags on through it.
     os.environ["POLICY_SERVER_HOST"] = settings.host
     os.environ["POLICY_SERVER_PORT"] = str(settings.port)
     os.environ["POLICY_SERVER_AUTO_MIGRATE"] = "false"
+    os.environ["POLICY_SERVER_CONFIGURE_LOGGING"] = "1"  # worker processes set up logging themselves
     click.echo(f"policy-server {__version__} on http://{settings.host}:{settings.port} (docs at /docs)", err=True)
     click.echo(f"store: {_redact(settings.effective_database_url)}", err=True)
     uvicorn.run(
@@ -65,6 +72,7 @@ def run(host: str | None, port: int | None, workers: int) -> None:
         port=settings.port,
         workers=workers,
         log_level=settings.log_level.lower(),
+        log_config=None,
         access_log=False,
     )
 

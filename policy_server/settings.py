@@ -41,6 +41,8 @@ class Settings:
     """Largest accepted request body, in bytes; larger bodies get 413 (``POLICY_SERVER_MAX_BODY_BYTES``)."""
     log_level: str = "INFO"
     """Log level of the service (``POLICY_SERVER_LOG_LEVEL``)."""
+    log_format: str = "json"
+    """``json`` (one object per line) or ``text`` (``POLICY_SERVER_LOG_FORMAT``)."""
     recent_promotions: int = 10
     """How many terminal Promotions a Stage view lists by default (``POLICY_SERVER_RECENT_PROMOTIONS``)."""
     engine: str = "regopy"

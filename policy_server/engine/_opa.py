@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from opa_client.opa_async import AsyncOpaClient
 
+from policy_server import metrics
 from policy_server.engine._model import ENGINE_UNAVAILABLE, EVALUATION_ERROR, Bundle, Failure, PolicyOutcome
 from policy_server.engine._regopy import RegopyEvaluator, outcome_from_value
 
@@ -68,10 +69,12 @@ class _Server:
                 await self._push(bundle)
             except Exception as exc:
                 self.push_failures += 1
+                metrics.OPA_PUSHES.labels("failed").inc()
                 self.loaded = None
                 raise OpaUnavailable(f"pushing policies to OPA at {self.url} failed: {_text(exc)}") from exc
             self.loaded = bundle.key
             self.pushes += 1
+            metrics.OPA_PUSHES.labels("ok").inc()
 
     async def _push(self, bundle: Bundle) -> None:
         wanted = {_PREFIX + m.name: m.source for m in bundle.modules}

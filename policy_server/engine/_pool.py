@@ -11,6 +11,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from policy_server import metrics
 from policy_server.engine._protocol import HEADER_SIZE, decode, frame, header_length
 
 _log = logging.getLogger("policy_server.engine")
@@ -184,6 +185,7 @@ class WorkerPool:
     async def _replace(self, worker: _Worker) -> _Worker:
         await worker.kill()
         self.restarts += 1
+        metrics.ENGINE_RESTARTS.inc()
         fresh = await self._spawn()
         self._workers = [fresh if w is worker else w for w in self._workers]
         _log.warning("Rego worker %s replaced by %s", worker.pid, fresh.pid)

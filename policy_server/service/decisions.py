@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 from ulid import ULID
 
+from policy_server import metrics
 from policy_server.service.inputs import build_input
 from policy_server.service.policies import PolicyService
 from policy_server.service.verdict import AbortAction, Reason, Verdict
@@ -108,8 +109,13 @@ class DecisionService:
         input_hash = _hash({k: v for k, v in document.items() if k not in ("now", "now_ns")})
         key = f"{active.bundle.key}:{active.version}:{input_hash}"
         verdict, cached = self._cached(key)
+        metrics.VERDICT_CACHE.labels("hit" if cached else "miss").inc()
         if verdict is None:
+            evaluation_started = time.perf_counter()
             verdict, _ = await self.policies.evaluate(document)
+            metrics.EVALUATION_SECONDS.labels(self.policies.engine.name).observe(
+                time.perf_counter() - evaluation_started
+            )
             if not any(r.code.startswith(("evaluation_", "engine_")) for r in verdict.reasons):
                 self._remember(key, verdict)
         verdict = _copy(verdict)
@@ -156,7 +162,15 @@ class DecisionService:
             + [("warn", r.policy, r.code) for r in verdict.warnings]
             + [("dryrun", r.policy, r.code) for r in verdict.dry_run],
         )
-        logged_id, repeats = await self.decisions.record(entry)
+        metrics.DECISION_LOG_BACKLOG.inc()
+        try:
+            logged_id, repeats = await self.decisions.record(entry)
+        finally:
+            metrics.DECISION_LOG_BACKLOG.dec()
+        metrics.DECISIONS.labels("allow" if verdict.allow else "deny").inc()
+        for kind, policy, code in entry.reasons:
+            metrics.DECISION_REASONS.labels(kind, policy, code).inc()
+        metrics.DECISION_SECONDS.observe(time.perf_counter() - started)
         _log.info(
             "decision %s %s %s/%s: %s",
             logged_id,
@@ -164,6 +178,7 @@ class DecisionService:
             question.namespace,
             question.promotion or f"(prospective on {stage})",
             ",".join(r.code for r in verdict.reasons) or "-",
+            extra={"decision_id": logged_id, "allow": verdict.allow, "stage": stage},
         )
         return Decision(
             id=logged_id,

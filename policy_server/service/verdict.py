@@ -6,6 +6,7 @@ import fnmatch
 from dataclasses import dataclass, field
 from typing import Any
 
+from policy_server import metrics
 from policy_server.engine import PolicyOutcome
 
 MODES = ("enforce", "warn", "dryrun")
@@ -69,6 +70,7 @@ def aggregate(refs: list[PolicyRef], outcomes: list[PolicyOutcome], document: di
         denials = [Reason(ref.id, d["code"], d.get("message", "")) for d in outcome.deny]
         warnings = [Reason(ref.id, w["code"], w.get("message", "")) for w in outcome.warn]
         if outcome.failure is not None:
+            metrics.EVALUATION_FAILURES.labels(outcome.failure.code).inc()
             denials.append(Reason(ref.id, outcome.failure.code, outcome.failure.message))
         actions: list[AbortAction] = []
         for item in outcome.abort:

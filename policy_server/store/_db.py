@@ -131,9 +131,31 @@ def translate_errors() -> Iterator[None]:
     except (OperationalError, PoolTimeout, OSError, ConnectionError) as exc:
         raise Unavailable(f"the database is unavailable: {_short(exc)}") from exc
     except DBAPIError as exc:
-        if exc.connection_invalidated:
+        if exc.connection_invalidated or _connection_trouble(exc):
             raise Unavailable(f"the database connection was lost: {_short(exc)}") from exc
         raise
+
+
+# SQLSTATE classes that mean "the server is not there right now": connection exception (08), operator
+# intervention such as a shutdown or a server still starting (57), insufficient resources (53).
+_UNAVAILABLE_SQLSTATE = ("08", "57", "53")
+
+
+def _connection_trouble(exc: DBAPIError) -> bool:
+    causes: list[BaseException] = []
+    current: BaseException | None = exc.orig
+    while current is not None and len(causes) < 5:
+        causes.append(current)
+        current = current.__cause__
+    for cause in causes:
+        state = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
+        if isinstance(state, str) and state[:2] in _UNAVAILABLE_SQLSTATE:
+            return True
+        if isinstance(cause, (ConnectionError, OSError)) or "ConnectionDoesNotExist" in type(cause).__name__:
+            return True
+        if type(cause).__name__ in ("InterfaceError", "InternalClientError", "CannotConnectNowError"):
+            return True
+    return False
 
 
 def _short(exc: BaseException) -> str:

@@ -71,21 +71,18 @@ class ApplyResult:
     deleted: int = 0
     skipped: int = 0
     skipped_kinds: dict[str, int] = field(default_factory=dict)
+    by_kind: dict[tuple[str, str], int] = field(default_factory=dict)
+    """(kind, result) → count, for metrics."""
+
+    def count(self, kind: str, outcome: str) -> None:
+        """Count one item's outcome (applied, unchanged, stale, deleted, skipped)."""
+        setattr(self, outcome, getattr(self, outcome) + 1)
+        self.by_kind[(kind, outcome)] = self.by_kind.get((kind, outcome), 0) + 1
 
     @property
     def total(self) -> int:
         """Items seen."""
         return self.applied + self.unchanged + self.stale + self.deleted + self.skipped
-
-    def add(self, other: ApplyResult) -> None:
-        """Add another result's counts to this one."""
-        self.applied += other.applied
-        self.unchanged += other.unchanged
-        self.stale += other.stale
-        self.deleted += other.deleted
-        self.skipped += other.skipped
-        for kind, count in other.skipped_kinds.items():
-            self.skipped_kinds[kind] = self.skipped_kinds.get(kind, 0) + count
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,11 +211,12 @@ class StateStore:
     @staticmethod
     def _step(item: Item, current: dict[ObjectKey, _Current], result: ApplyResult) -> None:
         if item.action is Action.SKIP or item.obj is None:
-            result.skipped += 1
+            result.count(item.skipped_kind or "unknown", "skipped")
             if item.skipped_kind:
                 result.skipped_kinds[item.skipped_kind] = result.skipped_kinds.get(item.skipped_kind, 0) + 1
             return
         obj = item.obj
+        kind = obj.key.kind.value
         state = current[obj.key]
         known = state.exists or state.dirty
         newer = is_newer(obj.resource_version, state.resource_version) if known else True
@@ -226,24 +224,24 @@ class StateStore:
             if newer is None:
                 # The same version again: a replay, or (when deleted) the version that was deleted.
                 if state.deleted:
-                    result.stale += 1
+                    result.count(kind, "stale")
                 else:
-                    result.unchanged += 1
+                    result.count(kind, "unchanged")
                 return
             if newer is False:
-                result.stale += 1
+                result.count(kind, "stale")
                 return
             state.deleted = False
-            result.applied += 1
+            result.count(kind, "applied")
         else:
             if newer is False or (newer is None and state.deleted):
                 if state.deleted:
-                    result.unchanged += 1
+                    result.count(kind, "unchanged")
                 else:
-                    result.stale += 1
+                    result.count(kind, "stale")
                 return
             state.deleted = True
-            result.deleted += 1
+            result.count(kind, "deleted")
         state.resource_version = obj.resource_version
         state.obj = obj
         state.dirty = True

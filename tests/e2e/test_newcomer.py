@@ -42,6 +42,14 @@ def test_embedded_sqlite_server_end_to_end(server_factory, fixtures_dir, tmp_pat
     server = server_factory(env)
     _walk_through(server.url, fixtures_dir, env)
     assert (tmp_path / "data" / "policy-server.db").is_file()
+    decision = httpx.post(
+        f"{server.url}/v1/decisions", json={"promotion": {"namespace": "kargo-demo", "name": PROD_P6}}, timeout=30
+    ).json()
+    # Logs are JSON lines; the decision's line carries its id, and no input document.
+    lines = [json.loads(line) for line in server.log.read_text().splitlines() if line.startswith("{")]
+    about = [line for line in lines if line.get("decision_id") == decision["id"]]
+    assert about and about[0]["logger"] == "policy_server.decisions"
+    assert "freightHistory" not in server.log.read_text()
 
 
 @pytest.mark.postgres

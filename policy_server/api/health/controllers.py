@@ -8,7 +8,7 @@ from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 
-from policy_server import __version__
+from policy_server import __version__, metrics
 from policy_server.api.params import DatabaseDep
 from policy_server.engine import Evaluator, OpaEvaluator
 from policy_server.errors import Unavailable
@@ -64,6 +64,19 @@ class HealthController(Controller):
             Readiness(ready=ready, checks=checks),
             status_code=HTTP_200_OK if ready else HTTP_503_SERVICE_UNAVAILABLE,
         )
+
+
+class MetricsController(Controller):
+    """Prometheus metrics."""
+
+    tags = ["health"]
+
+    @get("/metrics", operation_id="GetMetrics", summary="Prometheus metrics", media_type="text/plain")
+    async def metrics(self) -> Response[bytes]:
+        """Decisions by outcome, reasons by policy and code, latencies, engine restarts and failures, OPA pushes,
+        ingestion by kind and result, and the decision-log writes in flight (Prometheus text format)."""
+        body, content_type = metrics.exposition()
+        return Response(body, media_type=content_type)
 
 
 async def _engine_checks(engine: Evaluator) -> list[Check]:

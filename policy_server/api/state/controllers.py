@@ -11,6 +11,7 @@ from litestar.openapi.spec.enums import OpenAPIType
 from litestar.params import PathParameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 
+from policy_server import metrics
 from policy_server.api.examples import load_json, load_text
 from policy_server.api.params import Namespace, StateStoreDep
 from policy_server.api.problems import problem_responses
@@ -100,6 +101,8 @@ class StateController(Controller):
             raise InvalidInput("the request body is empty: send a Kubernetes object, a List, or watch events")
         items = parse_body(body, request.headers.get("content-type"))
         result = await state_store.apply(items)
+        for (kind, outcome), count in result.by_kind.items():
+            metrics.INGESTED.labels(kind, outcome).inc(count)
         return IngestResult(
             items=result.total,
             applied=result.applied,

@@ -1,0 +1,56 @@
+"""Prometheus metrics of the service (``GET /metrics``); with several workers, multiprocess mode."""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+_LATENCY = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+
+DECISIONS = Counter("policy_server_decisions_total", "Decisions answered, by outcome.", ["outcome"])
+DECISION_REASONS = Counter(
+    "policy_server_decision_reasons_total",
+    "Reasons given in decisions, by kind, policy and code.",
+    ["kind", "policy", "code"],
+)
+DECISION_SECONDS = Histogram(
+    "policy_server_decision_duration_seconds", "Time to answer a decision, logging included.", buckets=_LATENCY
+)
+EVALUATION_SECONDS = Histogram(
+    "policy_server_evaluation_duration_seconds",
+    "Time the engine took for one policy set evaluation.",
+    ["engine"],
+    buckets=_LATENCY,
+)
+VERDICT_CACHE = Counter("policy_server_verdict_cache_total", "Verdict cache lookups, by result.", ["result"])
+EVALUATION_FAILURES = Counter(
+    "policy_server_evaluation_failures_total", "Policy evaluations that failed closed, by reason code.", ["code"]
+)
+ENGINE_RESTARTS = Counter(
+    "policy_server_engine_worker_restarts_total", "Rego worker processes replaced after a failure."
+)
+OPA_PUSHES = Counter("policy_server_opa_pushes_total", "Policy sets pushed to OPA servers, by result.", ["result"])
+INGESTED = Counter("policy_server_ingested_objects_total", "Ingested items, by kind and result.", ["kind", "result"])
+DECISION_LOG_BACKLOG = Gauge(
+    "policy_server_decision_log_backlog",
+    "Decision log writes in flight (each answer waits for its write to commit).",
+    multiprocess_mode="livesum",
+)
+
+
+def exposition() -> tuple[bytes, str]:
+    """The metrics text: this process's registry, or every worker's in multiprocess mode."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(), CONTENT_TYPE_LATEST
