@@ -28,7 +28,7 @@ from policy_server.api.policies.controllers import EvaluateController, PoliciesC
 from policy_server.api.problems import EXCEPTION_HANDLERS, PROBLEM_MEDIA_TYPE
 from policy_server.api.stages.controllers import StagesController
 from policy_server.api.state.controllers import StateController
-from policy_server.engine import Evaluator, OpaEvaluator, PoolLimits, RegopyEvaluator
+from policy_server.engine import Evaluator, OpaCli, OpaEvaluator, PoolLimits, RegopyEvaluator
 from policy_server.logs import configure as configure_logging
 from policy_server.service import PolicyService
 from policy_server.service.decisions import DecisionService, DecisionSettings
@@ -92,6 +92,7 @@ class Services:
             self.engine,
             builtins=Path(settings.policies_dir) if settings.policies_dir else None,
             refresh_s=settings.policy_refresh_ms / 1000,
+            opa_cli=OpaCli(settings.opa_binary) if settings.opa_binary else None,
         )
         self.decision_service = DecisionService(
             self.state_store,

@@ -50,6 +50,9 @@ class Settings:
     (``POLICY_SERVER_ENGINE``)."""
     opa_url: str = ""
     """OPA servers for ``engine=opa``, comma-separated (``POLICY_SERVER_OPA_URL``, e.g. http://127.0.0.1:8282)."""
+    opa_binary: str = ""
+    """An ``opa`` binary: when set, policy writes and tests also run ``opa check`` / ``opa test``, so authors see
+    OPA's verdict next to regopy's, and a revision must pass both (``POLICY_SERVER_OPA_BINARY``)."""
     engine_workers: int = 0
     """Rego worker processes; 0 means one per CPU core, at most 4 (``POLICY_SERVER_ENGINE_WORKERS``)."""
     evaluation_timeout_ms: int = 2000

@@ -18,6 +18,7 @@ from policy_server.engine._model import (
     package_of,
 )
 from policy_server.engine._opa import OpaEvaluator
+from policy_server.engine._opa_cli import OpaCli
 from policy_server.engine._pool import PoolLimits, WorkerFailure
 from policy_server.engine._regopy import RegopyEvaluator, discover_tests, outcome_from_value
 
@@ -31,6 +32,7 @@ __all__ = [
     "INVALID_RESULT",
     "Bundle",
     "Evaluator",
+    "OpaCli",
     "OpaEvaluator",
     "Failure",
     "PolicyCode",

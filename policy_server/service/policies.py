@@ -8,11 +8,11 @@ import json
 import logging
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from policy_server.engine import Bundle, Evaluator, PolicyCode, PolicyOutcome, Problem, TestOutcome
+from policy_server.engine import Bundle, Evaluator, OpaCli, PolicyCode, PolicyOutcome, Problem, TestOutcome
 from policy_server.engine._lint import lint
 from policy_server.errors import Conflict, InvalidPolicy, NotFound
 from policy_server.service.verdict import MODES, PolicyRef, Verdict, aggregate, in_scope
@@ -107,9 +107,11 @@ class PolicyService:
         *,
         builtins: Path | None = None,
         refresh_s: float = 1.0,
+        opa_cli: OpaCli | None = None,
     ) -> None:
         self.store = store
         self.engine = engine
+        self.opa_cli = opa_cli
         self.builtins_path = builtins if builtins is not None else builtin_dir()
         self.builtins: dict[str, RevisionDraft] = {}
         self.refresh_s = refresh_s
@@ -160,9 +162,13 @@ class PolicyService:
                         1,
                     )
                 )
+        if self.opa_cli is not None:
+            problems += await self.opa_cli.check(code)
         if compile_problems:
             return problems, []
         results = await self.engine.run_tests(code)
+        if self.opa_cli is not None:
+            results += [replace(r, name=f"{r.name} (opa)") for r in await self.opa_cli.test(code)]
         for result in results:
             if result.status != "pass":
                 problems.append(
@@ -230,8 +236,10 @@ class PolicyService:
         self._active = None
         return revision
 
-    async def run_tests(self, policy_id: str, number: int | None = None) -> tuple[Revision, list[TestOutcome]]:
-        """Run the tests of a revision (default: the active one)."""
+    async def run_tests(
+        self, policy_id: str, number: int | None = None
+    ) -> tuple[Revision, list[TestOutcome], list[TestOutcome] | None]:
+        """Run the tests of a revision (default: the active one): on regopy, and on OPA when configured."""
         policy = await self.store.get(policy_id)
         if policy is None or policy.active is None:
             raise NotFound(f"policy {policy_id} does not exist")
@@ -239,7 +247,8 @@ class PolicyService:
         if revision is None:
             raise NotFound(f"policy {policy_id} has no revision {number}")
         code = PolicyCode(policy_id, revision.draft.source, revision.draft.tests)
-        return revision, await self.engine.run_tests(code)
+        on_opa = await self.opa_cli.test(code) if self.opa_cli is not None else None
+        return revision, await self.engine.run_tests(code), on_opa
 
     # --- evaluation ------------------------------------------------------------------------------
 

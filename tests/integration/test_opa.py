@@ -92,3 +92,58 @@ async def test_an_opa_holding_other_policies_is_corrected_before_it_answers(unca
     with httpx.Client(base_url=opa.url) as http:
         assert "forged" not in http.get(f"/v1/policies/{wrapper}").json()["result"]["raw"]
         assert "deny := set()" not in http.get(f"/v1/policies/{target}").json()["result"]["raw"]
+
+
+@pytest.fixture
+async def opa_cli_client(settings):
+    from tests.conftest import opa_binary
+
+    async with AsyncTestClient(create_app(replace(settings, opa_binary=opa_binary()))) as client:
+        yield client
+
+
+async def test_authors_see_opas_verdict_next_to_regopys(opa_cli_client):
+    client = opa_cli_client
+    run = (await client.post("/v1/policies/admission/test")).json()
+    assert run["passed"] is True and run["opa"]["passed"] is True
+    assert run["opa"]["total"] == run["total"] >= 5
+    assert {r["name"] for r in run["opa"]["results"]} == {r["name"] for r in run["results"]}
+
+    # A string made by a comprehension, formatted with %s: OPA prints it plainly, regopy with quotes.
+    source = """package policies.quoted
+
+import rego.v1
+
+deny contains d if some d in denials(input)
+
+denials(inp) := {{"code": "x", "message": sprintf("first is %s", [names[0]])}} if {
+	names := [n | some n in inp.queue]
+	count(names) > 0
+} else := set()
+"""
+    tests = """package policies.quoted_test
+
+import rego.v1
+
+import data.policies.quoted
+
+_mk(name) := {"name": name}
+
+_doc(promotions) := {"queue": [p.name | some p in promotions]}
+
+test_message_names_the_first if {
+	some d in quoted.denials(_doc([_mk("prod.a")]))
+	d.message == "first is prod.a"
+}
+"""
+    response = await client.put("/v1/policies/quoted", json={"source": source, "tests": {"policy_test.rego": tests}})
+    assert response.status_code == 422
+    failing = [e for e in response.json()["errors"] if e["code"].startswith("test_")]
+    # regopy fails the test (dialect rule 6 in policies/README.md); OPA passes it, so no "(opa)" failure.
+    assert [e["message"].split(":")[0] for e in failing] == ["test_message_names_the_first"]
+
+    broken = await client.put(
+        "/v1/policies/broken", json={"source": "package policies.broken\n\nallow if {\n  input.a ==\n}\n"}
+    )
+    codes = {(e["code"], e.get("line")) for e in broken.json()["errors"]}
+    assert ("opa_rego_parse_error", 5) in codes or ("opa_rego_parse_error", 4) in codes

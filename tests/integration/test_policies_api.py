@@ -235,3 +235,30 @@ async def test_malformed_policy_writes_are_422(client, body):
 async def test_input_schema_is_served(client):
     schema = (await client.get("/v1/schemas/decision-input")).json()
     assert schema["title"] == "Decision input" and "verification" in schema["properties"]
+
+
+async def test_a_policy_change_reaches_another_replica_within_the_refresh_bound(settings):
+    """Two replicas on one store: a change made through one is in force on the other within the bound."""
+    import asyncio
+    import time
+    from dataclasses import replace
+
+    from litestar.testing import AsyncTestClient
+
+    from policy_server.app import create_app
+
+    bound_s = 0.5
+    replica = replace(settings, policy_refresh_ms=int(bound_s * 1000), decision_cache_ms=0)
+    async with AsyncTestClient(create_app(replica)) as first, AsyncTestClient(create_app(replica)) as second:
+        assert (await second.post("/v1/evaluate", json={"input": doc()})).json()["allow"] is True
+        changed = await put(first, {"source": FREEZE, "parameters": {"frozen": True}})
+        assert changed.status_code == 200
+        changed_at = time.monotonic()
+        while True:
+            verdict = (await second.post("/v1/evaluate", json={"input": doc()})).json()
+            if not verdict["allow"]:
+                break
+            assert time.monotonic() - changed_at < bound_s + 0.5, "the second replica kept the old policy set"
+            await asyncio.sleep(0.05)
+        assert [r["code"] for r in verdict["reasons"]] == ["frozen"]
+        assert {"id": "freeze", "revision": 1, "mode": "enforce"} in verdict["policies"]

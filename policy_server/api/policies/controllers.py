@@ -18,6 +18,7 @@ from policy_server.api.policies.schemas import (
     EvaluateRequest,
     EvaluateResponse,
     Failure,
+    OpaTestRun,
     PolicyRefView,
     PolicyResult,
     PolicySummary,
@@ -166,8 +167,12 @@ class PoliciesController(Controller):
     )
     async def test_policy(self, policy_service: PolicyServiceDep, policy_id: PolicyId) -> TestRun:
         """Run the `test_*` rules of the active revision; each passes, fails or errors with a message."""
-        revision, results = await policy_service.run_tests(policy_id)
-        return test_run(policy_id, revision.number, results)
+        revision, results, on_opa = await policy_service.run_tests(policy_id)
+        run = test_run(policy_id, revision.number, results)
+        if on_opa is not None:
+            opa = test_run(policy_id, revision.number, on_opa)
+            run.opa = OpaTestRun(opa.passed, opa.total, opa.failed, opa.results)
+        return run
 
 
 class EvaluateController(Controller):

@@ -106,8 +106,17 @@ class TestResult(msgspec.Struct):
     duration_ms: float
 
 
+class OpaTestRun(msgspec.Struct):
+    """The same tests as the real OPA runs them (`opa test`)."""
+
+    passed: bool
+    total: int
+    failed: int
+    results: list[TestResult]
+
+
 class TestRun(msgspec.Struct):
-    """The results of a policy's tests."""
+    """The results of a policy's tests (on regopy; and on OPA when `POLICY_SERVER_OPA_BINARY` is set)."""
 
     policy: str
     revision: int
@@ -115,6 +124,7 @@ class TestRun(msgspec.Struct):
     total: int
     failed: int
     results: list[TestResult]
+    opa: OpaTestRun | None = None
 
 
 class PolicyRefView(msgspec.Struct):
