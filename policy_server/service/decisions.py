@@ -15,6 +15,7 @@ import msgspec
 from ulid import ULID
 
 from policy_server import metrics
+from policy_server.kargo import abort_patch
 from policy_server.service.inputs import build_input
 from policy_server.service.policies import PolicyService
 from policy_server.service.verdict import AbortAction, Reason, Verdict
@@ -229,7 +230,6 @@ class DecisionService:
 
 def result_document(verdict: Verdict, namespace: str) -> dict[str, Any]:
     """The logged result: what the answer says, without ids or times."""
-    from policy_server.kargo import abort_patch
 
     def reasons(items: list[Reason]) -> list[dict[str, str]]:
         return [{"policy": r.policy, "code": r.code, "message": r.message} for r in items]

@@ -31,7 +31,8 @@ def cli(*args: str, env: dict[str, str] | None = None, stdin: bytes | None = Non
 class Server:
     """A server process and its address."""
 
-    def __init__(self, env: dict[str, str], log: Path) -> None:
+    def __init__(self, env: dict[str, str], log: Path, args: tuple[str, ...] = ()) -> None:
+        self.args = args
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, **env, "POLICY_SERVER_PORT": str(self.port)}
@@ -40,7 +41,9 @@ class Server:
 
     def start(self) -> None:
         with self.log.open("ab") as out:
-            self.process = subprocess.Popen([str(BIN), "run"], env=self.env, stdout=out, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(
+                [str(BIN), "run", *self.args], env=self.env, stdout=out, stderr=subprocess.STDOUT
+            )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -66,8 +69,8 @@ class Server:
 def server_factory(tmp_path: Path) -> Iterator:
     servers: list[Server] = []
 
-    def make(env: dict[str, str]) -> Server:
-        server = Server(env, tmp_path / f"server-{len(servers)}.log")
+    def make(env: dict[str, str], *args: str) -> Server:
+        server = Server(env, tmp_path / f"server-{len(servers)}.log", args)
         servers.append(server)
         server.start()
         return server

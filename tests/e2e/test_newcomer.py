@@ -113,3 +113,30 @@ def test_apply_actions_turns_abort_actions_into_kubectl_patches(server_factory, 
     assert PROD_P7 in commands[1]
     piped = cli("apply-actions", "--dry-run", "-", env=env, stdin=json.dumps(decision).encode())
     assert piped.stdout.decode().splitlines() == commands
+
+
+def test_several_worker_processes_share_the_store_and_the_metrics(server_factory, fixtures_dir, tmp_path):
+    import asyncio
+
+    env = {"POLICY_SERVER_DATA_DIR": str(tmp_path / "data"), "POLICY_SERVER_ENGINE_WORKERS": "1"}
+    server = server_factory(env, "--workers", "2")
+    httpx.post(f"{server.url}/v1/state", content=(fixtures_dir / "list-kargo-demo.json").read_bytes(), timeout=30)
+
+    async def ask_many() -> list[dict]:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+            body = {"promotion": {"namespace": "kargo-demo", "name": PROD_P6}}
+            responses = await asyncio.gather(*(client.post("/v1/decisions", json=body) for _ in range(20)))
+            return [r.json() for r in responses]
+
+    answers = asyncio.run(ask_many())
+    assert all(a["allow"] is False for a in answers)
+    log = server.log.read_text()
+    assert log.count("Started server process") == 2
+    pids = {json.loads(line)["message"] for line in log.splitlines() if "Started server process" in line}
+    assert len(pids) == 2
+    # Identical answers fold into one logged decision whichever process answered.
+    assert len({a["id"] for a in answers}) == 1
+    logged = httpx.get(f"{server.url}/v1/decisions/{answers[0]['id']}", timeout=30).json()
+    assert logged["repeat_count"] == 20
+    metrics = httpx.get(f"{server.url}/metrics", timeout=30).text
+    assert 'policy_server_decisions_total{outcome="deny"} 20.0' in metrics
