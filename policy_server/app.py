@@ -7,6 +7,7 @@ import contextlib
 import importlib.util
 import logging
 import os
+import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,6 +23,8 @@ from litestar.static_files import create_static_files_router
 from litestar.status_codes import HTTP_302_FOUND
 
 from policy_server import __version__
+from policy_server.api.access.controllers import AccessController
+from policy_server.api.auth import SECURITY_COMPONENTS, authorizer, current_principal
 from policy_server.api.decisions.controllers import DecisionsController
 from policy_server.api.health.controllers import HealthController, MetricsController
 from policy_server.api.policies.controllers import EvaluateController, PoliciesController
@@ -31,9 +34,11 @@ from policy_server.api.state.controllers import StateController
 from policy_server.engine import Evaluator, OpaCli, OpaEvaluator, PoolLimits, RegopyEvaluator
 from policy_server.logs import configure as configure_logging
 from policy_server.service import PolicyService
+from policy_server.service.access import AccessService
 from policy_server.service.decisions import DecisionService, DecisionSettings
 from policy_server.settings import Settings
 from policy_server.store import (
+    AccessStore,
     Database,
     DecisionStore,
     PolicyStore,
@@ -58,7 +63,8 @@ TAGS = [
         name="policies",
         description="Write, validate, test, version and roll back Rego policies; try them on input documents.",
     ),
-    Tag(name="health", description="Liveness and readiness probes."),
+    Tag(name="access", description="Tokens (roles, namespace scopes) and the audit trail: admin only."),
+    Tag(name="health", description="Liveness, readiness and metrics."),
 ]
 
 
@@ -93,7 +99,11 @@ class Services:
             builtins=Path(settings.policies_dir) if settings.policies_dir else None,
             refresh_s=settings.policy_refresh_ms / 1000,
             opa_cli=OpaCli(settings.opa_binary) if settings.opa_binary else None,
+            audit=AccessStore(self.database),
         )
+        if settings.auth not in ("enabled", "disabled"):
+            raise ValueError(f"POLICY_SERVER_AUTH must be enabled or disabled, not {settings.auth!r}")
+        self.access_service = AccessService(AccessStore(self.database), enabled=settings.auth == "enabled")
         self.decision_service = DecisionService(
             self.state_store,
             DecisionStore(self.database),
@@ -109,8 +119,11 @@ class Services:
         if self.settings.should_auto_migrate:
             await upgrade(self.database)
         await self.engine.start()
+        if not self.access_service.enabled:
+            _log.warning("AUTHENTICATION IS DISABLED (POLICY_SERVER_AUTH=disabled): anyone reaching this port is admin")
         if await current_revision(self.database) == head_revision():
             await self.policy_service.load_builtins()
+            await bootstrap_admin(self.access_service, self.settings)
         else:
             # Serve anyway: /ready says what is wrong, and built-ins load once the schema is upgraded.
             _log.error("database schema is not at %s: run `policy-server db upgrade`", head_revision())
@@ -131,6 +144,18 @@ class Services:
         """Stop workers and close connections."""
         await self.engine.close()
         await self.database.dispose()
+
+
+async def bootstrap_admin(access: AccessService, settings: Settings) -> None:
+    """First start: with no token at all, create the admin token and show a generated secret once."""
+    generated = await access.bootstrap(settings.bootstrap_token or None)
+    if generated:
+        print(  # noqa: T201 - shown once, on purpose, to whoever starts the service
+            f"\npolicy-server created the admin token `bootstrap-admin` (shown only now):\n\n    {generated}\n\n"
+            "Use it as `Authorization: Bearer <token>`; create others with `policy-server tokens create`.\n",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 class PolicyServerPlugin(InitPluginProtocol):
@@ -170,6 +195,7 @@ class PolicyServerPlugin(InitPluginProtocol):
                 StagesController,
                 PoliciesController,
                 DecisionsController,
+                AccessController,
                 EvaluateController,
                 _root,
                 _swagger_assets(),
@@ -184,9 +210,12 @@ class PolicyServerPlugin(InitPluginProtocol):
                 "policy_service": provide("policy_service"),
                 "decision_service": provide("decision_service"),
                 "engine": provide("engine"),
+                "access_service": provide("access_service"),
+                "principal": Provide(current_principal, sync_to_thread=False),
             }
         )
         app_config.exception_handlers.update(EXCEPTION_HANDLERS)  # type: ignore[arg-type]
+        app_config.guards.append(authorizer(lambda: holder["services"].access_service))
         app_config.openapi_config = openapi_config()
         return app_config
 
@@ -201,6 +230,7 @@ def openapi_config() -> OpenAPIConfig:
             "serves it, evaluates Rego policies against it and answers whether a Promotion may start."
         ),
         tags=TAGS,
+        components=SECURITY_COMPONENTS,
         path=DOCS_PATH,
         use_handler_docstrings=True,
         render_plugins=[

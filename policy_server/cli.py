@@ -53,6 +53,7 @@ def run(host: str | None, port: int | None, workers: int) -> None:
         from policy_server.store import upgrade
 
         asyncio.run(_with_db(settings, upgrade))
+    asyncio.run(_bootstrap(settings))
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         import tempfile
 
@@ -75,6 +76,19 @@ def run(host: str | None, port: int | None, workers: int) -> None:
         log_config=None,
         access_log=False,
     )
+
+
+async def _bootstrap(settings: Settings) -> None:
+    from policy_server.app import bootstrap_admin
+    from policy_server.service.access import AccessService
+    from policy_server.store import AccessStore, current_revision, head_revision
+
+    async def action(database):  # type: ignore[no-untyped-def]
+        if await current_revision(database) != head_revision():
+            return
+        await bootstrap_admin(AccessService(AccessStore(database), enabled=settings.auth == "enabled"), settings)
+
+    await _with_db(settings, action)
 
 
 async def _with_db(settings: Settings, action) -> object:  # type: ignore[no-untyped-def]
@@ -122,13 +136,16 @@ def db_current() -> None:
 @click.argument("source", type=click.File("rb"))
 @click.option("--url", default=None, help="Post to a running server instead of writing the database directly.")
 @click.option(
+    "--token", envvar="POLICY_SERVER_TOKEN", default=None, help="Bearer token for --url [env POLICY_SERVER_TOKEN]."
+)
+@click.option(
     "--batch",
     type=int,
     default=0,
     show_default=True,
     help="Items per transaction (0: the whole input is one transaction).",
 )
-def ingest(source, url: str | None, batch: int) -> None:  # type: ignore[no-untyped-def]
+def ingest(source, url: str | None, token: str | None, batch: int) -> None:  # type: ignore[no-untyped-def]
     """Record Kargo objects from SOURCE (a file, or - for stdin).
 
     SOURCE may hold `kubectl get ... -o json` output (an object or a List), `kubectl get -w -o json`
@@ -141,7 +158,7 @@ def ingest(source, url: str | None, batch: int) -> None:  # type: ignore[no-unty
     totals: dict[str, int] = {}
     for chunk in chunks:
         body = b"\n".join(json.dumps(d, separators=(",", ":")).encode() for d in chunk) + b"\n"
-        counts = _post(url, body) if url else _apply_locally(body)
+        counts = _post(url, body, token) if url else _apply_locally(body)
         for key, value in counts.items():
             if isinstance(value, int):
                 totals[key] = totals.get(key, 0) + value
@@ -179,12 +196,17 @@ def _apply_locally(body: bytes) -> dict[str, int]:
         raise click.ClickException(exc.detail) from None
 
 
-def _post(url: str, body: bytes) -> dict[str, int]:
+def _auth(token: str | None) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}"} if token else {}
+
+
+def _post(url: str, body: bytes, token: str | None) -> dict[str, int]:
     import httpx
 
     target = url.rstrip("/") + "/v1/state"
     try:
-        response = httpx.post(target, content=body, headers={"content-type": "application/x-ndjson"}, timeout=120)
+        headers = {"content-type": "application/x-ndjson", **_auth(token)}
+        response = httpx.post(target, content=body, headers=headers, timeout=120)
     except httpx.HTTPError as exc:
         raise click.ClickException(f"cannot reach {target}: {exc}") from None
     if response.status_code != 200:
@@ -209,12 +231,76 @@ def _json_documents(data: bytes) -> Iterator[object]:
         yield value
 
 
+@main.group()
+def tokens() -> None:
+    """Create, list and revoke API tokens (in the configured database)."""
+
+
+@tokens.command("create")
+@click.option("--name", required=True, help="Token name (a DNS label): the actor in the audit trail.")
+@click.option(
+    "--role", required=True, type=click.Choice(["reader", "controller", "policy-author", "admin"]), help="Role."
+)
+@click.option("--namespace", "namespaces", multiple=True, help="Limit to this namespace (repeat for several).")
+def tokens_create(name: str, role: str, namespaces: tuple[str, ...]) -> None:
+    """Create a token and print its secret (shown only now)."""
+    from policy_server.service.access import AccessService
+    from policy_server.store import AccessStore
+
+    settings = _settings()
+    _configure_logging("WARNING")
+
+    async def action(database):  # type: ignore[no-untyped-def]
+        return await AccessService(AccessStore(database)).create_token(name, role, list(namespaces) or None, "cli")
+
+    try:
+        token, secret = asyncio.run(_with_db(settings, action))  # type: ignore[misc]
+    except PolicyServerError as exc:
+        raise click.ClickException(exc.detail) from None
+    scope = ", ".join(token.namespaces) if token.namespaces else "all namespaces"
+    click.echo(f"created token {token.name} ({token.role}, {scope}); its secret, shown only now:", err=True)
+    click.echo(secret)
+
+
+@tokens.command("list")
+def tokens_list() -> None:
+    """List tokens (never their secrets)."""
+    from policy_server.store import AccessStore
+
+    settings = _settings()
+    _configure_logging("WARNING")
+    listed = asyncio.run(_with_db(settings, lambda database: AccessStore(database).tokens()))
+    for token in listed:  # type: ignore[attr-defined]
+        scope = ",".join(token.namespaces) if token.namespaces is not None else "*"
+        state = f"revoked {token.revoked_at:%Y-%m-%d %H:%M}" if token.revoked_at else "active"
+        click.echo(f"{token.name}\t{token.role}\t{scope}\t{state}\tcreated by {token.created_by}")
+
+
+@tokens.command("revoke")
+@click.argument("name")
+def tokens_revoke(name: str) -> None:
+    """Revoke a token by name."""
+    from policy_server.service.access import AccessService
+    from policy_server.store import AccessStore
+
+    settings = _settings()
+    _configure_logging("WARNING")
+    try:
+        asyncio.run(_with_db(settings, lambda database: AccessService(AccessStore(database)).revoke(name, "cli")))
+    except PolicyServerError as exc:
+        raise click.ClickException(exc.detail) from None
+    click.echo(f"revoked {name}")
+
+
 @main.command("apply-actions")
 @click.argument("decision", default="-")
 @click.option("--url", default=None, help="Fetch DECISION (an id) from this policy-server.")
+@click.option(
+    "--token", envvar="POLICY_SERVER_TOKEN", default=None, help="Bearer token for --url [env POLICY_SERVER_TOKEN]."
+)
 @click.option("--dry-run", is_flag=True, help="Print the kubectl commands instead of running them.")
 @click.option("--kubectl", default="kubectl", show_default=True, help="The kubectl to run.")
-def apply_actions(decision: str, url: str | None, dry_run: bool, kubectl: str) -> None:
+def apply_actions(decision: str, url: str | None, token: str | None, dry_run: bool, kubectl: str) -> None:
     """Apply a decision's abort actions with `kubectl patch --type merge`.
 
     DECISION is a decision id (with --url), a file holding a decision (the answer of POST /v1/decisions),
@@ -223,7 +309,7 @@ def apply_actions(decision: str, url: str | None, dry_run: bool, kubectl: str) -
     import shlex
     import subprocess
 
-    document = _load_decision(decision, url)
+    document = _load_decision(decision, url, token)
     actions = [a for a in document.get("actions") or [] if a.get("type") == "abort"]
     failures = 0
     for action in actions:
@@ -254,11 +340,11 @@ def apply_actions(decision: str, url: str | None, dry_run: bool, kubectl: str) -
     raise SystemExit(1 if failures else 0)
 
 
-def _load_decision(decision: str, url: str | None) -> dict:
+def _load_decision(decision: str, url: str | None, token: str | None) -> dict:
     if url:
         import httpx
 
-        response = httpx.get(f"{url.rstrip('/')}/v1/decisions/{decision}", timeout=30)
+        response = httpx.get(f"{url.rstrip('/')}/v1/decisions/{decision}", headers=_auth(token), timeout=30)
         if response.status_code != 200:
             raise click.ClickException(f"{url} answered {response.status_code}: {response.text}")
         return response.json()

@@ -5,6 +5,8 @@ PolicyServerError                 code              HTTP
  │    ├── InvalidState            invalid_state     422  Kubernetes objects that cannot be recorded
  │    └── InvalidPolicy           invalid_policy    422  Rego that does not parse, compile, lint or pass its tests
  ├── PayloadTooLarge              payload_too_large 413  a body or item breaks a configured limit
+ ├── Unauthorized                 unauthorized      401  no token, or an unknown or revoked one
+ ├── Forbidden                    forbidden         403  the token's role or namespaces do not allow the call
  ├── NotFound                     not_found         404  an object the caller named does not exist
  ├── Conflict                     conflict          409  the request contradicts what is stored
  └── Unavailable                  unavailable       503  a dependency (database, engine) is down
@@ -85,6 +87,22 @@ class PayloadTooLarge(PolicyServerError):
     title = "Payload too large"
 
 
+class Unauthorized(PolicyServerError):
+    """No token, or an unknown or revoked one."""
+
+    code = "unauthorized"
+    status = 401
+    title = "Unauthorized"
+
+
+class Forbidden(PolicyServerError):
+    """The token's role or namespaces do not allow the call."""
+
+    code = "forbidden"
+    status = 403
+    title = "Forbidden"
+
+
 class NotFound(PolicyServerError):
     """An object the caller named does not exist."""
 
@@ -112,11 +130,13 @@ class Unavailable(PolicyServerError):
 __all__ = [
     "Conflict",
     "FieldError",
+    "Forbidden",
     "InvalidInput",
     "InvalidPolicy",
     "InvalidState",
     "NotFound",
     "PayloadTooLarge",
     "PolicyServerError",
+    "Unauthorized",
     "Unavailable",
 ]

@@ -66,6 +66,12 @@ class Settings:
     policies_dir: str = ""
     """Built-in policies to load at start-up; empty means the ``policies/`` folder shipped with the code
     (``POLICY_SERVER_POLICIES_DIR``)."""
+    auth: str = "enabled"
+    """``enabled``: every /v1 call needs a bearer token. ``disabled`` (local experiments only) lets anyone do
+    anything, and says so loudly at every start (``POLICY_SERVER_AUTH``)."""
+    bootstrap_token: str = ""
+    """With no token in the store at start-up, an admin token with this secret is created; empty: a random
+    one is created and printed once (``POLICY_SERVER_BOOTSTRAP_TOKEN``)."""
     claim_ttl_s: int = 120
     """How long a start claim holds unless its Promotion is seen Running or terminal first
     (``POLICY_SERVER_CLAIM_TTL_S``)."""

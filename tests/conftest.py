@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import uuid
@@ -18,6 +19,9 @@ from policy_server.settings import Settings
 ROOT = Path(__file__).resolve().parents[1]
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 POSTGRES_URL_ENV = "POLICY_SERVER_TEST_POSTGRES_URL"
+# The admin token every test app starts with (POLICY_SERVER_BOOTSTRAP_TOKEN).
+ADMIN_TOKEN = "pst_test-admin-token"
+ADMIN = {"authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 def kargo_fixtures_dir() -> Path:
@@ -97,17 +101,32 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
-    return Settings(database_url=database_url, data_dir=str(tmp_path), auto_migrate=True, engine_workers=1)
+    return Settings(
+        database_url=database_url,
+        data_dir=str(tmp_path),
+        auto_migrate=True,
+        engine_workers=1,
+        bootstrap_token=ADMIN_TOKEN,
+    )
 
 
-@pytest.fixture
-async def client(settings: Settings) -> AsyncIterator[Any]:
-    """An HTTP client talking to the app (in process) over a migrated, empty store."""
+@contextlib.asynccontextmanager
+async def app_client(settings: Settings, token: str | None = ADMIN_TOKEN) -> AsyncIterator[Any]:
+    """An HTTP client talking to an app (in process), with a bearer token (the admin's by default)."""
     from litestar.testing import AsyncTestClient
 
     from policy_server.app import create_app
 
     async with AsyncTestClient(create_app(settings)) as test_client:
+        if token:
+            test_client.headers["authorization"] = f"Bearer {token}"
+        yield test_client
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[Any]:
+    """An admin's HTTP client talking to the app (in process) over a migrated, empty store."""
+    async with app_client(settings) as test_client:
         yield test_client
 
 

@@ -89,6 +89,7 @@ def _service_error(request: Request[Any, Any, Any], exc: PolicyServerError) -> R
         title=exc.title,
         detail=exc.detail,
         errors=[e.to_dict() for e in exc.errors] or None,
+        headers={"WWW-Authenticate": 'Bearer realm="policy-server"'} if exc.status == 401 else None,
     )
 
 
@@ -142,6 +143,8 @@ EXCEPTION_HANDLERS = {
 def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
     """OpenAPI response entries for the problem statuses an operation can answer."""
     descriptions = {
+        401: "No token, or an unknown or revoked one.",
+        403: "The token's role or namespaces do not allow this call.",
         404: "The named object is not recorded.",
         413: "The request body is larger than the configured limit.",
         422: "The request is malformed; `errors` says where. Nothing was changed.",

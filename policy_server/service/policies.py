@@ -16,7 +16,7 @@ from policy_server.engine import Bundle, Evaluator, OpaCli, PolicyCode, PolicyOu
 from policy_server.engine._lint import lint
 from policy_server.errors import Conflict, InvalidPolicy, NotFound
 from policy_server.service.verdict import MODES, PolicyRef, Verdict, aggregate, in_scope
-from policy_server.store import PolicyStore, Revision, RevisionDraft
+from policy_server.store import AccessStore, PolicyStore, Revision, RevisionDraft
 
 _log = logging.getLogger("policy_server.policies")
 POLICY_ID = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -108,8 +108,10 @@ class PolicyService:
         builtins: Path | None = None,
         refresh_s: float = 1.0,
         opa_cli: OpaCli | None = None,
+        audit: AccessStore | None = None,
     ) -> None:
         self.store = store
+        self.audit = audit
         self.engine = engine
         self.opa_cli = opa_cli
         self.builtins_path = builtins if builtins is not None else builtin_dir()
@@ -192,12 +194,14 @@ class PolicyService:
         if existing is not None and existing.active is not None and existing.active.deleted:
             action = "create"
         revision = await self.store.add_revision(policy_id, draft, author=author, comment=comment, action=action)
+        await self._record(existing.active if existing else None, revision)
         self._active = None
         return revision
 
     async def rollback(self, policy_id: str, to: int, *, author: str, comment: str) -> Revision:
         """A new revision equal to revision ``to`` (its tests must still pass)."""
         old = await self.store.revision(policy_id, to)
+        current = await self.store.get(policy_id)
         if old is None:
             raise NotFound(f"policy {policy_id} has no revision {to}")
         if old.deleted:
@@ -209,6 +213,7 @@ class PolicyService:
             policy_id, old.draft, author=author, comment=comment or f"rollback to revision {to}",
             action="rollback", based_on=to,
         )  # fmt: skip
+        await self._record(current.active if current else None, revision)
         self._active = None
         return revision
 
@@ -222,6 +227,7 @@ class PolicyService:
         revision = await self.store.add_revision(
             policy_id, policy.active.draft, author=author, comment=comment or "deleted", action="delete", deleted=True
         )
+        await self._record(policy.active, revision)
         self._active = None
         return revision
 
@@ -230,11 +236,32 @@ class PolicyService:
         draft = self.builtins.get(policy_id)
         if draft is None:
             raise NotFound(f"{policy_id} is not a built-in policy")
+        before = await self.store.get(policy_id)
         revision = await self.store.add_revision(
             policy_id, draft, author=author, comment=comment or "restored the built-in version", action="restore"
         )
+        await self._record(before.active if before else None, revision)
         self._active = None
         return revision
+
+    async def _record(self, before: Revision | None, after: Revision) -> None:
+        """Audit a policy change: who, which revisions, and whether enforcement or scope changed."""
+        if self.audit is None:
+            return
+        detail: dict[str, Any] = {"comment": after.comment, "mode": after.draft.mode, "scope": after.draft.scope}
+        if before is not None:
+            detail["mode_changed"] = before.draft.mode != after.draft.mode
+            detail["scope_changed"] = before.draft.scope != after.draft.scope
+            detail["source_changed"] = before.draft.source != after.draft.source
+            detail["parameters_changed"] = before.draft.parameters != after.draft.parameters
+        await self.audit.record(
+            after.author,
+            f"policy.{after.action}",
+            f"policy/{after.policy_id}",
+            str(before.number) if before is not None else None,
+            str(after.number),
+            detail,
+        )
 
     async def run_tests(
         self, policy_id: str, number: int | None = None

@@ -1,5 +1,6 @@
 """Persistence: the only package that talks SQL."""
 
+from policy_server.store._access import AccessStore, AuditEvent, Token
 from policy_server.store._db import Database, translate_errors
 from policy_server.store._decisions import Claim, DecisionEntry, DecisionFilter, DecisionStore, LoggedDecision
 from policy_server.store._migrate import current_revision, head_revision, upgrade
@@ -15,6 +16,9 @@ from policy_server.store._state import (
 )
 
 __all__ = [
+    "AccessStore",
+    "AuditEvent",
+    "Token",
     "ApplyResult",
     "Claim",
     "DecisionEntry",

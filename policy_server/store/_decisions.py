@@ -78,6 +78,8 @@ class DecisionFilter:
     code: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    namespaces: tuple[str, ...] | None = None
+    """Only these namespaces (what a namespace-limited token may see)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,6 +259,8 @@ class DecisionStore:
         conditions: list[Any] = []
         if where.namespace is not None:
             conditions.append(_D.c.namespace == where.namespace)
+        if where.namespaces is not None:
+            conditions.append(_D.c.namespace.in_(where.namespaces))
         if where.stage is not None:
             conditions.append(_D.c.stage == where.stage)
         if where.promotion is not None:

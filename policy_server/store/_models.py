@@ -241,4 +241,36 @@ class StageClaimRow(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class TokenRow(Base):
+    """An API token: only a hash of its secret is kept."""
+
+    __tablename__ = "tokens"
+
+    id: Mapped[str] = mapped_column(String(26), primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    namespaces: Mapped[str | None] = mapped_column(Text)
+    """JSON list of namespaces the token is limited to; null for all."""
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_by: Mapped[str] = mapped_column(String(63))
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class AuditEventRow(Base):
+    """Who changed what: policies, enforcement, scope, tokens."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_action", "action", "id"), Index("ix_audit_events_actor", "actor", "id"))
+
+    id: Mapped[str] = mapped_column(String(26), primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    actor: Mapped[str] = mapped_column(String(63))
+    action: Mapped[str] = mapped_column(String(32))
+    target: Mapped[str] = mapped_column(String(253))
+    before: Mapped[str | None] = mapped_column(Text)
+    after: Mapped[str | None] = mapped_column(Text)
+    detail: Mapped[str] = mapped_column(Text, default="{}")
+
+
 metadata = Base.metadata

@@ -13,6 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import ADMIN_TOKEN
+
 BIN = Path(sys.executable).parent / "policy-server"
 
 
@@ -23,9 +25,8 @@ def free_port() -> int:
 
 
 def cli(*args: str, env: dict[str, str] | None = None, stdin: bytes | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [str(BIN), *args], env={**os.environ, **(env or {})}, input=stdin, capture_output=True, timeout=120
-    )
+    environment = {**os.environ, "POLICY_SERVER_TOKEN": ADMIN_TOKEN, **(env or {})}
+    return subprocess.run([str(BIN), *args], env=environment, input=stdin, capture_output=True, timeout=120)
 
 
 class Server:
@@ -35,7 +36,12 @@ class Server:
         self.args = args
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, **env, "POLICY_SERVER_PORT": str(self.port)}
+        self.env = {
+            **os.environ,
+            "POLICY_SERVER_BOOTSTRAP_TOKEN": ADMIN_TOKEN,
+            **env,
+            "POLICY_SERVER_PORT": str(self.port),
+        }
         self.log = log
         self.process: subprocess.Popen | None = None
 

@@ -8,7 +8,7 @@ import copy
 import httpx
 import pytest
 
-from tests.conftest import load
+from tests.conftest import ADMIN, load
 from tests.e2e.conftest import cli
 
 
@@ -28,14 +28,14 @@ def test_fifty_claims_across_two_servers_give_exactly_one_allow(fresh_postgres_u
         p["metadata"]["resourceVersion"] = str(200000 + i)
         p["status"] = {"phase": "Pending"}
         promotions.append(p)
-    with httpx.Client(base_url=first.url, timeout=60) as http:
+    with httpx.Client(base_url=first.url, timeout=60, headers=ADMIN) as http:
         http.post("/v1/state", content=(fixtures_dir / "list-kargo-demo.json").read_bytes()).raise_for_status()
         http.post("/v1/state", json={"apiVersion": "v1", "kind": "List", "items": promotions}).raise_for_status()
         # Without FIFO admission all fifty are allowed by the policies: only the claim picks one.
         http.delete("/v1/policies/admission").raise_for_status()
 
     async def ask(base: str, name: str) -> dict:
-        async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+        async with httpx.AsyncClient(base_url=base, timeout=60, headers=ADMIN) as client:
             response = await client.post(
                 "/v1/decisions", json={"promotion": {"namespace": "kargo-demo", "name": name}, "claim": True}
             )

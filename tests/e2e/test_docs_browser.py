@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import IN_CI, ROOT
+from tests.conftest import ADMIN, ADMIN_TOKEN, IN_CI, ROOT
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -50,7 +50,7 @@ def test_list_decisions_runs_from_the_docs_page(server_factory, fixtures_dir, tm
     from selenium.webdriver.support.ui import WebDriverWait
 
     server = server_factory({"POLICY_SERVER_DATA_DIR": str(tmp_path / "data"), "POLICY_SERVER_ENGINE_WORKERS": "1"})
-    with httpx.Client(base_url=server.url, timeout=30) as http:
+    with httpx.Client(base_url=server.url, timeout=30, headers=ADMIN) as http:
         http.post("/v1/state", content=(fixtures_dir / "list-kargo-demo.json").read_bytes()).raise_for_status()
         decision = http.post(
             "/v1/decisions",
@@ -62,6 +62,12 @@ def test_list_decisions_runs_from_the_docs_page(server_factory, fixtures_dir, tm
     try:
         browser.get(f"{server.url}/docs/")
         wait = WebDriverWait(browser, 30)
+        # The docs page is open; "Authorize" takes the token that "Try it out" then sends.
+        wait.until(until.element_to_be_clickable((By.CSS_SELECTOR, ".auth-wrapper .authorize"))).click()
+        field = wait.until(until.presence_of_element_located((By.CSS_SELECTOR, ".auth-container input")))
+        field.send_keys(ADMIN_TOKEN)
+        browser.find_element(By.CSS_SELECTOR, ".auth-btn-wrapper .authorize").click()
+        browser.find_element(By.CSS_SELECTOR, ".auth-btn-wrapper .btn-done").click()
         operation = wait.until(until.presence_of_element_located((By.ID, "operations-decisions-ListDecisions")))
         operation.find_element(By.CSS_SELECTOR, ".opblock-summary").click()
         wait.until(

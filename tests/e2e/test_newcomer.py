@@ -7,12 +7,13 @@ import json
 import httpx
 import pytest
 
+from tests.conftest import ADMIN
 from tests.e2e.conftest import cli
 from tests.integration.conftest import AR_E, PROD_P6, PROD_P7, PROD_P8
 
 
 def _walk_through(server_url: str, fixtures_dir, env: dict[str, str]) -> None:
-    with httpx.Client(base_url=server_url, timeout=30) as http:
+    with httpx.Client(base_url=server_url, timeout=30, headers=ADMIN) as http:
         response = http.post(
             "/v1/state",
             content=(fixtures_dir / "list-kargo-demo.json").read_bytes(),
@@ -43,7 +44,10 @@ def test_embedded_sqlite_server_end_to_end(server_factory, fixtures_dir, tmp_pat
     _walk_through(server.url, fixtures_dir, env)
     assert (tmp_path / "data" / "policy-server.db").is_file()
     decision = httpx.post(
-        f"{server.url}/v1/decisions", json={"promotion": {"namespace": "kargo-demo", "name": PROD_P6}}, timeout=30
+        f"{server.url}/v1/decisions",
+        json={"promotion": {"namespace": "kargo-demo", "name": PROD_P6}},
+        headers=ADMIN,
+        timeout=30,
     ).json()
     # Logs are JSON lines; the decision's line carries its id, and no input document.
     lines = [json.loads(line) for line in server.log.read_text().splitlines() if line.startswith("{")]
@@ -96,7 +100,7 @@ def test_apply_actions_turns_abort_actions_into_kubectl_patches(server_factory, 
     env = {"POLICY_SERVER_DATA_DIR": str(tmp_path / "data"), "POLICY_SERVER_ENGINE_WORKERS": "1"}
     server = server_factory(env)
     lines = (fixtures_dir / "watch-prod-verification-failed.jsonl").read_text().splitlines()
-    with httpx.Client(base_url=server.url, timeout=30) as http:
+    with httpx.Client(base_url=server.url, timeout=30, headers=ADMIN) as http:
         http.post("/v1/state", content=(fixtures_dir / "list-kargo-demo.json").read_bytes()).raise_for_status()
         http.post(
             "/v1/state", content="\n".join(lines[:7]), headers={"content-type": "application/x-ndjson"}
@@ -120,10 +124,15 @@ def test_several_worker_processes_share_the_store_and_the_metrics(server_factory
 
     env = {"POLICY_SERVER_DATA_DIR": str(tmp_path / "data"), "POLICY_SERVER_ENGINE_WORKERS": "1"}
     server = server_factory(env, "--workers", "2")
-    httpx.post(f"{server.url}/v1/state", content=(fixtures_dir / "list-kargo-demo.json").read_bytes(), timeout=30)
+    httpx.post(
+        f"{server.url}/v1/state",
+        headers=ADMIN,
+        content=(fixtures_dir / "list-kargo-demo.json").read_bytes(),
+        timeout=30,
+    )
 
     async def ask_many() -> list[dict]:
-        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30, headers=ADMIN) as client:
             body = {"promotion": {"namespace": "kargo-demo", "name": PROD_P6}}
             responses = await asyncio.gather(*(client.post("/v1/decisions", json=body) for _ in range(20)))
             return [r.json() for r in responses]
@@ -136,7 +145,7 @@ def test_several_worker_processes_share_the_store_and_the_metrics(server_factory
     assert len(pids) == 2
     # Identical answers fold into one logged decision whichever process answered.
     assert len({a["id"] for a in answers}) == 1
-    logged = httpx.get(f"{server.url}/v1/decisions/{answers[0]['id']}", timeout=30).json()
+    logged = httpx.get(f"{server.url}/v1/decisions/{answers[0]['id']}", headers=ADMIN, timeout=30).json()
     assert logged["repeat_count"] == 20
-    metrics = httpx.get(f"{server.url}/metrics", timeout=30).text
+    metrics = httpx.get(f"{server.url}/metrics", headers=ADMIN, timeout=30).text
     assert 'policy_server_decisions_total{outcome="deny"} 20.0' in metrics

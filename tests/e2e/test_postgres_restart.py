@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import IN_CI, load
+from tests.conftest import ADMIN, IN_CI, load
 from tests.e2e.conftest import cli
 
 
@@ -35,7 +35,12 @@ def test_postgres_restart_during_load_loses_nothing_acknowledged(fresh_postgres_
     assert cli("db", "upgrade", env=env).returncode == 0
     server = server_factory(env)
     template = load(fixtures_dir / "snapshot" / "promotions" / "test.01kztk6eebef8qhrq8vspkkmcg.0ccf689.json")
-    httpx.post(f"{server.url}/v1/state", content=(fixtures_dir / "list-kargo-demo.json").read_bytes(), timeout=30)
+    httpx.post(
+        f"{server.url}/v1/state",
+        headers=ADMIN,
+        content=(fixtures_dir / "list-kargo-demo.json").read_bytes(),
+        timeout=30,
+    )
 
     acknowledged_objects: list[str] = []
     acknowledged_decisions: list[str] = []
@@ -85,7 +90,7 @@ def test_postgres_restart_during_load_loses_nothing_acknowledged(fresh_postgres_
         await asyncio.to_thread(subprocess.run, start, shell=True, check=True)
 
     async def run() -> None:
-        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30, headers=ADMIN) as client:
             await asyncio.gather(ingest_loop(client, 1), ingest_loop(client, 2), decision_loop(client), outage())
 
     asyncio.run(run())
@@ -94,7 +99,7 @@ def test_postgres_restart_during_load_loses_nothing_acknowledged(fresh_postgres_
     assert {status for status, _ in refused} <= {503}, refused[:5]
     assert all(kind.startswith("application/problem+json") for _, kind in refused)
     # Recovered without a restart, and everything acknowledged is there.
-    with httpx.Client(base_url=server.url, timeout=30) as http:
+    with httpx.Client(base_url=server.url, timeout=30, headers=ADMIN) as http:
         deadline = time.monotonic() + 20
         while http.get("/ready").status_code != 200 and time.monotonic() < deadline:
             time.sleep(0.5)

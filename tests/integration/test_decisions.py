@@ -8,10 +8,8 @@ import json
 from dataclasses import replace
 
 import pytest
-from litestar.testing import AsyncTestClient
 
-from policy_server.app import create_app
-from tests.conftest import load
+from tests.conftest import app_client, load
 from tests.integration.conftest import NDJSON, PROD_P5, PROD_P6, PROD_P7, PROD_P8, post, watch_lines
 
 F3 = "0ccf68974cb0f38d1a4bc3717d4ee5c3da7ea5a9"
@@ -164,7 +162,7 @@ async def test_fifty_concurrent_claims_give_exactly_one_allow(client, fixtures_d
 
 
 async def test_a_claim_expires_after_its_ttl(settings, fixtures_dir):
-    async with AsyncTestClient(create_app(replace(settings, claim_ttl_s=1))) as client:
+    async with app_client(replace(settings, claim_ttl_s=1)) as client:
         names = await _many_pending(client, fixtures_dir, 2)
         assert (await decide(client, names[0], claim=True))["claimed"] is True
         assert codes(await decide(client, names[1], claim=True)) == {"stage_claimed"}
@@ -254,8 +252,7 @@ async def test_retention_prunes_old_decisions_only(client, fixtures_dir, setting
 
 
 async def test_unchanged_state_and_policies_are_answered_without_rego_and_still_logged(settings, fixtures_dir):
-    app = create_app(settings)
-    async with AsyncTestClient(app) as client:
+    async with app_client(settings) as client:
         await post(client, (fixtures_dir / "list-kargo-demo.json").read_bytes())
         calls = 0
         first = await decide(client, PROD_P6)

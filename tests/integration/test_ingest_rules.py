@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.conftest import load
+from tests.conftest import app_client, load
 from tests.integration.conftest import NDJSON, PROD_P6, post, stored_rows
 
 P6_PATH = ("snapshot", "promotions", f"{PROD_P6}.json")
@@ -132,12 +132,8 @@ async def test_malformed_input_is_a_422_problem_and_stores_nothing(client, fixtu
 async def test_a_body_over_the_limit_is_413_and_stores_nothing(settings, fixtures_dir, database_url):
     from dataclasses import replace
 
-    from litestar.testing import AsyncTestClient
-
-    from policy_server.app import create_app
-
     small = replace(settings, max_body_bytes=50_000)
-    async with AsyncTestClient(create_app(small)) as client:
+    async with app_client(small) as client:
         response = await post(client, (fixtures_dir / "list-kargo-demo.json").read_bytes())
         assert response.status_code == 413
         assert response.json()["code"] == "payload_too_large"

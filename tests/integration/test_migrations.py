@@ -29,11 +29,9 @@ async def test_upgrade_of_an_empty_database_matches_the_models(database_url):
 async def test_ready_reports_an_unmigrated_database(settings):
     from dataclasses import replace
 
-    from litestar.testing import AsyncTestClient
+    from tests.conftest import app_client
 
-    from policy_server.app import create_app
-
-    async with AsyncTestClient(create_app(replace(settings, auto_migrate=False))) as client:
+    async with app_client(replace(settings, auto_migrate=False)) as client:
         response = await client.get("/ready")
         assert response.status_code == 503
         assert "policy-server db upgrade" in response.json()["checks"][0]["detail"]

@@ -6,9 +6,8 @@ from dataclasses import replace
 
 import httpx
 import pytest
-from litestar.testing import AsyncTestClient
 
-from policy_server.app import create_app
+from tests.conftest import app_client
 from tests.integration import test_decisions
 from tests.integration.conftest import PROD_P6, post
 
@@ -16,7 +15,7 @@ from tests.integration.conftest import PROD_P6, post
 @pytest.fixture
 async def opa_client(settings, opa):
     opa_settings = replace(settings, engine="opa", opa_url=opa.url)
-    async with AsyncTestClient(create_app(opa_settings)) as client:
+    async with app_client(opa_settings) as client:
         yield client
 
 
@@ -36,7 +35,7 @@ async def test_claims_pass_unchanged_on_opa(opa_client, fixtures_dir):
 async def uncached_opa_client(settings, opa):
     # Without the verdict cache, every decision during the outage really asks OPA.
     opa_settings = replace(settings, engine="opa", opa_url=opa.url, decision_cache_ms=0)
-    async with AsyncTestClient(create_app(opa_settings)) as client:
+    async with app_client(opa_settings) as client:
         yield client
 
 
@@ -98,7 +97,7 @@ async def test_an_opa_holding_other_policies_is_corrected_before_it_answers(unca
 async def opa_cli_client(settings):
     from tests.conftest import opa_binary
 
-    async with AsyncTestClient(create_app(replace(settings, opa_binary=opa_binary()))) as client:
+    async with app_client(replace(settings, opa_binary=opa_binary())) as client:
         yield client
 
 

@@ -243,13 +243,11 @@ async def test_a_policy_change_reaches_another_replica_within_the_refresh_bound(
     import time
     from dataclasses import replace
 
-    from litestar.testing import AsyncTestClient
-
-    from policy_server.app import create_app
+    from tests.conftest import app_client
 
     bound_s = 0.5
     replica = replace(settings, policy_refresh_ms=int(bound_s * 1000), decision_cache_ms=0)
-    async with AsyncTestClient(create_app(replica)) as first, AsyncTestClient(create_app(replica)) as second:
+    async with app_client(replica) as first, app_client(replica) as second:
         assert (await second.post("/v1/evaluate", json={"input": doc()})).json()["allow"] is True
         changed = await put(first, {"source": FREEZE, "parameters": {"frozen": True}})
         assert changed.status_code == 200

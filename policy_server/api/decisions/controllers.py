@@ -16,6 +16,7 @@ from litestar.params import Body, PathParameter, QueryParameter
 from litestar.response import Stream
 from litestar.status_codes import HTTP_200_OK
 
+from policy_server.api.auth import CONTROL, READ, SECURITY, PrincipalDep
 from policy_server.api.decisions.schemas import DecisionPage, DecisionRequest, DecisionView, StageRef
 from policy_server.api.policies.controllers import actions as action_views
 from policy_server.api.policies.controllers import reasons as reason_views
@@ -23,6 +24,7 @@ from policy_server.api.policies.schemas import ActionView, PolicyRefView, Promot
 from policy_server.api.problems import problem_responses
 from policy_server.errors import InvalidInput, NotFound
 from policy_server.kargo import format_time
+from policy_server.service.access import Principal
 from policy_server.service.decisions import Decision, DecisionService, Question
 from policy_server.store import DecisionFilter, LoggedDecision
 
@@ -57,6 +59,8 @@ class DecisionsController(Controller):
     @post(
         "/",
         operation_id="Decide",
+        opt=CONTROL,
+        security=SECURITY,
         summary="May this Promotion start?",
         status_code=HTTP_200_OK,
         responses=problem_responses(422, 503),
@@ -65,6 +69,7 @@ class DecisionsController(Controller):
         self,
         request: Request[Any, Any, Any],
         decision_service: DecisionServiceDep,
+        principal: PrincipalDep,
         data: Annotated[
             DecisionRequest,
             Body(
@@ -86,12 +91,15 @@ class DecisionsController(Controller):
         well-formed question: an unknown Promotion is denied (`promotion_unknown`), and engine failures deny with
         their reason code. Every decision is logged before it is answered.
         """
-        question = _question(data, request)
+        question = _question(data, request, principal)
+        principal.require_namespace(question.namespace)
         return decision_view(await decision_service.decide(question))
 
     @get(
         "/",
         operation_id="ListDecisions",
+        opt=READ,
+        security=SECURITY,
         summary="Browse the decision log",
         operation_class=_ListDecisionsOperation,
         responses=problem_responses(422, 503),
@@ -100,6 +108,7 @@ class DecisionsController(Controller):
         self,
         request: Request[Any, Any, Any],
         decision_service: DecisionServiceDep,
+        principal: PrincipalDep,
         namespace: Annotated[
             str | None, QueryParameter(description="Kargo project.", examples=[Example(value="kargo-demo")])
         ] = None,
@@ -132,7 +141,10 @@ class DecisionsController(Controller):
         """Decisions newest first, filtered; with `Accept: application/x-ndjson` all matches are streamed for
         export, each with its input document.
         """
-        where = DecisionFilter(namespace, stage, promotion, allow, policy, code, since, until)
+        if namespace is not None:
+            principal.require_namespace(namespace)
+        visible = tuple(sorted(principal.namespaces)) if principal.namespaces is not None else None
+        where = DecisionFilter(namespace, stage, promotion, allow, policy, code, since, until, visible)
         if NDJSON in (request.headers.get("accept") or ""):
             # The content type goes in the headers: Litestar lets the route's JSON type win over media_type.
             stream = Stream(_export(decision_service, where), media_type=NDJSON, headers={"content-type": NDJSON})
@@ -145,18 +157,22 @@ class DecisionsController(Controller):
     @get(
         "/{decision_id:str}",
         operation_id="GetDecision",
+        opt=READ,
+        security=SECURITY,
         summary="Show one decision with its input",
         responses=problem_responses(404, 503),
     )
     async def get_decision(
         self,
         decision_service: DecisionServiceDep,
+        principal: PrincipalDep,
         decision_id: Annotated[str, PathParameter(description="The decision's id (ULID).", max_length=26)],
     ) -> DecisionView:
         """Everything about one decision: the answer, the policy revisions, the caller, and the input evaluated."""
         found = await decision_service.decisions.get(decision_id)
         if found is None:
             raise NotFound(f"decision {decision_id} does not exist (or was pruned)")
+        principal.require_namespace(found.namespace)
         return logged_view(found)
 
 
@@ -166,8 +182,9 @@ async def _export(service: DecisionService, where: DecisionFilter) -> AsyncItera
         yield encoder.encode(logged_view(decision)) + b"\n"
 
 
-def _question(data: DecisionRequest, request: Request[Any, Any, Any]) -> Question:
-    caller = request.headers.get("user-agent") or (request.client.host if request.client else "")
+def _question(data: DecisionRequest, request: Request[Any, Any, Any], principal: Principal) -> Question:
+    agent = request.headers.get("user-agent") or (request.client.host if request.client else "")
+    caller = f"{principal.name} ({agent})" if agent else principal.name
     if data.promotion is not None:
         if data.stage is not None or data.freight is not None:
             raise InvalidInput("ask about either `promotion`, or a prospective one with `stage` and `freight`")

@@ -12,6 +12,7 @@ from litestar.openapi.spec import Example
 from litestar.params import JSONBody, PathParameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK
 
+from policy_server.api.auth import AUTHOR, READ, SECURITY, PrincipalDep
 from policy_server.api.policies.schemas import (
     ActionView,
     ChangeComment,
@@ -43,7 +44,6 @@ PolicyServiceDep = NamedDependency[PolicyService]
 PolicyId = Annotated[
     str, PathParameter(description="Policy id (a DNS label).", examples=[Example(value="block-while-verifying")])
 ]
-AUTHOR_PLACEHOLDER = "anonymous"
 
 
 class PoliciesController(Controller):
@@ -52,12 +52,26 @@ class PoliciesController(Controller):
     path = "/v1/policies"
     tags = ["policies"]
 
-    @get("/", operation_id="ListPolicies", summary="List policies", responses=problem_responses(503))
+    @get(
+        "/",
+        operation_id="ListPolicies",
+        opt=READ,
+        security=SECURITY,
+        summary="List policies",
+        responses=problem_responses(503),
+    )
     async def list_policies(self, policy_service: PolicyServiceDep) -> list[PolicySummary]:
         """Every policy, built in or written through the API, with its active revision."""
         return [_summary(p) for p in await policy_service.store.list() if p.active is not None]
 
-    @get("/{policy_id:str}", operation_id="GetPolicy", summary="Show a policy", responses=problem_responses(404, 503))
+    @get(
+        "/{policy_id:str}",
+        operation_id="GetPolicy",
+        opt=READ,
+        security=SECURITY,
+        summary="Show a policy",
+        responses=problem_responses(404, 503),
+    )
     async def get_policy(self, policy_service: PolicyServiceDep, policy_id: PolicyId) -> PolicyView:
         """A policy: source, tests, enforcement, scope, parameters and active revision."""
         return _view(await _existing(policy_service, policy_id))
@@ -65,37 +79,53 @@ class PoliciesController(Controller):
     @put(
         "/{policy_id:str}",
         operation_id="PutPolicy",
+        opt=AUTHOR,
+        security=SECURITY,
         summary="Create or update a policy",
         status_code=HTTP_200_OK,
         responses=problem_responses(422, 503),
     )
     async def put_policy(
-        self, policy_service: PolicyServiceDep, policy_id: PolicyId, data: JSONBody[PolicyWrite]
+        self,
+        policy_service: PolicyServiceDep,
+        principal: PrincipalDep,
+        policy_id: PolicyId,
+        data: JSONBody[PolicyWrite],
     ) -> PolicyView:
         """Write a new revision. It is checked (parse, compile, lint, package) and its tests are run; it becomes
         active only if all of that passes. Otherwise the answer is 422 with **every** problem, each with
         `code`, `message`, `file`, `line` and `column`, and nothing changes.
         """
-        await policy_service.put(policy_id, _draft(data), author=AUTHOR_PLACEHOLDER, comment=data.comment)
+        principal.require_unscoped("a policy")
+        await policy_service.put(policy_id, _draft(data), author=principal.name, comment=data.comment)
         return _view(await _existing(policy_service, policy_id))
 
     @post(
         "/{policy_id:str}/rollback",
         operation_id="RollbackPolicy",
+        opt=AUTHOR,
+        security=SECURITY,
         summary="Roll a policy back to an earlier revision",
         status_code=HTTP_200_OK,
         responses=problem_responses(404, 422, 503),
     )
     async def rollback(
-        self, policy_service: PolicyServiceDep, policy_id: PolicyId, data: JSONBody[RollbackRequest]
+        self,
+        policy_service: PolicyServiceDep,
+        principal: PrincipalDep,
+        policy_id: PolicyId,
+        data: JSONBody[RollbackRequest],
     ) -> PolicyView:
         """Make a new revision equal to an old one (history is never rewritten)."""
-        await policy_service.rollback(policy_id, data.revision, author=AUTHOR_PLACEHOLDER, comment=data.comment)
+        principal.require_unscoped("a policy")
+        await policy_service.rollback(policy_id, data.revision, author=principal.name, comment=data.comment)
         return _view(await _existing(policy_service, policy_id))
 
     @delete(
         "/{policy_id:str}",
         operation_id="DeletePolicy",
+        opt=AUTHOR,
+        security=SECURITY,
         summary="Delete (switch off) a policy",
         status_code=HTTP_200_OK,
         responses=problem_responses(404, 409, 503),
@@ -103,33 +133,44 @@ class PoliciesController(Controller):
     async def delete_policy(
         self,
         policy_service: PolicyServiceDep,
+        principal: PrincipalDep,
         policy_id: PolicyId,
         comment: Annotated[str, QueryParameter(description="Why (kept in the history).", max_length=1000)] = "",
     ) -> PolicyView:
         """Add a deleting revision: the policy stops being evaluated; its history stays, and a rollback or a
         new revision brings it back. Built-in policies are disabled this way (and come back with restore).
         """
-        await policy_service.delete(policy_id, author=AUTHOR_PLACEHOLDER, comment=comment)
+        principal.require_unscoped("a policy")
+        await policy_service.delete(policy_id, author=principal.name, comment=comment)
         return _view(await _existing(policy_service, policy_id))
 
     @post(
         "/{policy_id:str}/restore",
         operation_id="RestorePolicy",
+        opt=AUTHOR,
+        security=SECURITY,
         summary="Restore a built-in policy",
         status_code=HTTP_200_OK,
         responses=problem_responses(404, 503),
     )
     async def restore(
-        self, policy_service: PolicyServiceDep, policy_id: PolicyId, data: JSONBody[ChangeComment | None] = None
+        self,
+        policy_service: PolicyServiceDep,
+        principal: PrincipalDep,
+        policy_id: PolicyId,
+        data: JSONBody[ChangeComment | None] = None,
     ) -> PolicyView:
         """Make the version shipped in `policies/` active again (a new revision)."""
         comment = data.comment if data else ""
-        await policy_service.restore(policy_id, author=AUTHOR_PLACEHOLDER, comment=comment)
+        principal.require_unscoped("a policy")
+        await policy_service.restore(policy_id, author=principal.name, comment=comment)
         return _view(await _existing(policy_service, policy_id))
 
     @get(
         "/{policy_id:str}/revisions",
         operation_id="ListPolicyRevisions",
+        opt=READ,
+        security=SECURITY,
         summary="List a policy's revisions",
         responses=problem_responses(404, 503),
     )
@@ -143,6 +184,8 @@ class PoliciesController(Controller):
     @get(
         "/{policy_id:str}/revisions/{number:int}",
         operation_id="GetPolicyRevision",
+        opt=READ,
+        security=SECURITY,
         summary="Show one revision",
         responses=problem_responses(404, 503),
     )
@@ -161,6 +204,8 @@ class PoliciesController(Controller):
     @post(
         "/{policy_id:str}/test",
         operation_id="TestPolicy",
+        opt=AUTHOR,
+        security=SECURITY,
         summary="Run a policy's tests",
         status_code=HTTP_200_OK,
         responses=problem_responses(404, 503),
@@ -183,15 +228,21 @@ class EvaluateController(Controller):
     @post(
         "/v1/evaluate",
         operation_id="Evaluate",
+        opt=AUTHOR,
+        security=SECURITY,
         summary="Evaluate policies on an input document",
         status_code=HTTP_200_OK,
         responses=problem_responses(404, 422, 503),
     )
-    async def evaluate(self, policy_service: PolicyServiceDep, data: JSONBody[EvaluateRequest]) -> EvaluateResponse:
+    async def evaluate(
+        self, policy_service: PolicyServiceDep, principal: PrincipalDep, data: JSONBody[EvaluateRequest]
+    ) -> EvaluateResponse:
         """Evaluate the active policies in scope (or one active policy, or an unsaved draft) on the input
         document given. Nothing is recorded. Failures of the engine fail closed: `allow` is false with a reason
         code such as `evaluation_timeout`.
         """
+        if principal.namespaces is not None:
+            principal.require_namespace(data.input.get("namespace"))
         started = time.perf_counter()
         draft = ("draft", _draft(data.draft)) if data.draft is not None else None
         verdict, outcomes = await policy_service.evaluate(data.input, only=data.policy, draft=draft)
@@ -210,6 +261,8 @@ class EvaluateController(Controller):
     @get(
         "/v1/schemas/decision-input",
         operation_id="GetDecisionInputSchema",
+        opt=READ,
+        security=SECURITY,
         summary="The decision input document, as JSON Schema",
     )
     async def input_schema(self) -> dict[str, Any]:

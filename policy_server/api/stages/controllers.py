@@ -8,6 +8,7 @@ from litestar import Controller, get
 from litestar.openapi.spec import Example
 from litestar.params import PathParameter, QueryParameter
 
+from policy_server.api.auth import READ, SECURITY, PrincipalDep
 from policy_server.api.params import Namespace, SettingsDep, StateStoreDep
 from policy_server.api.problems import problem_responses
 from policy_server.api.stages.schemas import (
@@ -33,11 +34,16 @@ class StagesController(Controller):
     @get(
         "/stages",
         operation_id="ListStages",
+        opt=READ,
+        security=SECURITY,
         responses=problem_responses(503),
         summary="List the recorded Stages of a namespace with the length of their queues",
     )
-    async def list_stages(self, state_store: StateStoreDep, namespace: Namespace) -> list[StageSummaryView]:
+    async def list_stages(
+        self, state_store: StateStoreDep, principal: PrincipalDep, namespace: Namespace
+    ) -> list[StageSummaryView]:
         """List the recorded Stages of a namespace with the length of their queues."""
+        principal.require_namespace(namespace)
         return [
             StageSummaryView(
                 namespace=s.namespace,
@@ -55,6 +61,8 @@ class StagesController(Controller):
     @get(
         "/stages/{name:str}",
         operation_id="GetStage",
+        opt=READ,
+        security=SECURITY,
         responses=problem_responses(404, 503),
         summary="Show a Stage: its queue in Kargo's order, recent Promotions, current Freight and verification run",
     )
@@ -62,6 +70,7 @@ class StagesController(Controller):
         self,
         state_store: StateStoreDep,
         settings: SettingsDep,
+        principal: PrincipalDep,
         namespace: Namespace,
         name: Annotated[str, PathParameter(description="Stage name.", examples=[Example(value="prod")])],
         recent: Annotated[
@@ -70,6 +79,7 @@ class StagesController(Controller):
         ] = None,
     ) -> StageView:
         """Show a Stage: its queue in Kargo's order, recent Promotions, current Freight and verification run."""
+        principal.require_namespace(namespace)
         state = await state_store.stage_state(
             namespace, name, recent=settings.recent_promotions if recent is None else recent
         )
@@ -80,12 +90,15 @@ class StagesController(Controller):
     @get(
         "/promotions/{name:str}",
         operation_id="GetPromotion",
+        opt=READ,
+        security=SECURITY,
         responses=problem_responses(404, 503),
         summary="Show a Promotion and where it stands in its Stage's queue",
     )
     async def get_promotion(
         self,
         state_store: StateStoreDep,
+        principal: PrincipalDep,
         namespace: Namespace,
         name: Annotated[
             str,
@@ -95,6 +108,7 @@ class StagesController(Controller):
         ],
     ) -> PromotionView:
         """Show a Promotion and where it stands in its Stage's queue."""
+        principal.require_namespace(namespace)
         found = await state_store.promotion(namespace, name)
         if found is None:
             raise NotFound(f"Promotion {namespace}/{name} is not recorded")

@@ -12,6 +12,7 @@ from litestar.params import PathParameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 
 from policy_server import metrics
+from policy_server.api.auth import CONTROL, READ, SECURITY, PrincipalDep
 from policy_server.api.examples import load_json, load_text
 from policy_server.api.params import Namespace, StateStoreDep
 from policy_server.api.problems import problem_responses
@@ -83,12 +84,16 @@ class StateController(Controller):
     @post(
         "/",
         operation_id="IngestState",
+        opt=CONTROL,
+        security=SECURITY,
         operation_class=_IngestOperation,
         status_code=HTTP_200_OK,
         responses=problem_responses(413, 422, 503),
         summary="Record Kargo objects: one object, a List, a watch event, or an NDJSON stream of them",
     )
-    async def ingest(self, request: Request[Any, Any, Any], state_store: StateStoreDep) -> IngestResult:
+    async def ingest(
+        self, request: Request[Any, Any, Any], state_store: StateStoreDep, principal: PrincipalDep
+    ) -> IngestResult:
         """Record Kargo objects: one object, a List, a watch event, or an NDJSON stream of them.
 
         One request is one transaction: if any item is malformed nothing is stored and the answer is 422
@@ -100,6 +105,8 @@ class StateController(Controller):
         if not body.strip():
             raise InvalidInput("the request body is empty: send a Kubernetes object, a List, or watch events")
         items = parse_body(body, request.headers.get("content-type"))
+        for namespace in sorted({i.obj.key.namespace for i in items if i.obj is not None}):
+            principal.require_namespace(namespace)
         result = await state_store.apply(items)
         for (kind, outcome), count in result.by_kind.items():
             metrics.INGESTED.labels(kind, outcome).inc(count)
@@ -116,17 +123,21 @@ class StateController(Controller):
     @get(
         "/{kind:str}/{namespace:str}/{name:str}",
         operation_id="GetStateObject",
+        opt=READ,
+        security=SECURITY,
         responses=problem_responses(404, 422),
         summary="Return one recorded object exactly as it was served, with its recorded resourceVersion",
     )
     async def get_object(
         self,
         state_store: StateStoreDep,
+        principal: PrincipalDep,
         kind: _KindParam,
         namespace: Namespace,
         name: _NameParam,
     ) -> StoredObjectView:
         """Return one recorded object exactly as it was served, with its recorded resourceVersion."""
+        principal.require_namespace(namespace)
         key = ObjectKey(_kind(kind), namespace, name)
         stored = await state_store.get(key)
         if stored is None:
@@ -144,6 +155,8 @@ class StateController(Controller):
     @delete(
         "/{kind:str}/{namespace:str}/{name:str}",
         operation_id="DeleteStateObject",
+        opt=CONTROL,
+        security=SECURITY,
         status_code=HTTP_204_NO_CONTENT,
         responses=problem_responses(404, 422, 503),
         summary="Forget a recorded object, as a watch DELETED event would; an older version cannot revive it",
@@ -151,6 +164,7 @@ class StateController(Controller):
     async def delete_object(
         self,
         state_store: StateStoreDep,
+        principal: PrincipalDep,
         kind: _KindParam,
         namespace: Namespace,
         name: _NameParam,
@@ -163,6 +177,7 @@ class StateController(Controller):
         ] = None,
     ) -> None:
         """Forget a recorded object, as a watch DELETED event would; an older version cannot revive it."""
+        principal.require_namespace(namespace)
         key = ObjectKey(_kind(kind), namespace, name)
         if not await state_store.delete(key, resource_version):
             raise NotFound(f"{key} is not recorded")
