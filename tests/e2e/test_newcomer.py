@@ -149,3 +149,34 @@ def test_several_worker_processes_share_the_store_and_the_metrics(server_factory
     assert logged["repeat_count"] == 20
     metrics = httpx.get(f"{server.url}/metrics", headers=ADMIN, timeout=30).text
     assert 'policy_server_decisions_total{outcome="deny"} 20.0' in metrics
+
+
+def test_first_start_prints_an_admin_token_and_the_cli_manages_tokens(server_factory, tmp_path):
+    import re
+
+    env = {"POLICY_SERVER_DATA_DIR": str(tmp_path / "data"), "POLICY_SERVER_BOOTSTRAP_TOKEN": ""}
+    server = server_factory(env)
+    printed = re.search(r"^\s+(pst_\S+)$", server.log.read_text(), re.M)
+    assert printed, server.log.read_text()
+    admin = {"authorization": f"Bearer {printed.group(1)}"}
+    assert httpx.get(f"{server.url}/v1/policies", timeout=30).status_code == 401
+    assert httpx.get(f"{server.url}/v1/policies", headers=admin, timeout=30).status_code == 200
+
+    created = cli("tokens", "create", "--name", "demo-reader", "--role", "reader", "--namespace", "kargo-demo", env=env)
+    assert created.returncode == 0, created.stderr.decode()
+    reader = {"authorization": f"Bearer {created.stdout.decode().strip()}"}
+    assert httpx.get(f"{server.url}/v1/namespaces/kargo-demo/stages", headers=reader, timeout=30).status_code == 200
+    assert httpx.get(f"{server.url}/v1/namespaces/other/stages", headers=reader, timeout=30).status_code == 403
+    listed = cli("tokens", "list", env=env).stdout.decode()
+    assert "demo-reader\treader\tkargo-demo\tactive" in listed and "bootstrap-admin\tadmin\t*" in listed
+    assert "pst_" not in listed
+    assert cli("tokens", "revoke", "demo-reader", env=env).returncode == 0
+    # A restart finds tokens and prints none.
+    again = server_factory(env)
+    assert "pst_" not in again.log.read_text()
+
+
+def test_auth_disabled_lets_anyone_in_and_says_so_loudly(server_factory, tmp_path):
+    server = server_factory({"POLICY_SERVER_DATA_DIR": str(tmp_path / "data"), "POLICY_SERVER_AUTH": "disabled"})
+    assert httpx.get(f"{server.url}/v1/policies", timeout=30).status_code == 200
+    assert "AUTHENTICATION IS DISABLED" in server.log.read_text()
