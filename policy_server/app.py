@@ -24,7 +24,7 @@ from litestar.status_codes import HTTP_302_FOUND
 
 from policy_server import __version__
 from policy_server.api.access.controllers import AccessController
-from policy_server.api.auth import SECURITY_COMPONENTS, authorizer, current_principal
+from policy_server.api.auth import SECURITY_COMPONENTS, RateLimiter, authorizer, current_principal
 from policy_server.api.decisions.controllers import DecisionsController
 from policy_server.api.health.controllers import HealthController, MetricsController
 from policy_server.api.policies.controllers import EvaluateController, PoliciesController
@@ -111,6 +111,7 @@ class Services:
             DecisionSettings(
                 claim_ttl_s=settings.claim_ttl_s,
                 cache_ttl_s=settings.decision_cache_ms / 1000,
+                max_input_bytes=settings.max_input_bytes,
             ),
         )
 
@@ -215,7 +216,12 @@ class PolicyServerPlugin(InitPluginProtocol):
             }
         )
         app_config.exception_handlers.update(EXCEPTION_HANDLERS)  # type: ignore[arg-type]
-        app_config.guards.append(authorizer(lambda: holder["services"].access_service))
+        app_config.guards.append(
+            authorizer(
+                lambda: holder["services"].access_service,
+                RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
+            )
+        )
         app_config.openapi_config = openapi_config()
         return app_config
 

@@ -64,7 +64,11 @@ def run(host: str | None, port: int | None, workers: int) -> None:
     os.environ["POLICY_SERVER_PORT"] = str(settings.port)
     os.environ["POLICY_SERVER_AUTO_MIGRATE"] = "false"
     os.environ["POLICY_SERVER_CONFIGURE_LOGGING"] = "1"  # worker processes set up logging themselves
-    click.echo(f"policy-server {__version__} on http://{settings.host}:{settings.port} (docs at /docs)", err=True)
+    tls = bool(settings.tls_cert_file)
+    if tls != bool(settings.tls_key_file):
+        raise click.UsageError("POLICY_SERVER_TLS_CERT_FILE and POLICY_SERVER_TLS_KEY_FILE go together")
+    scheme = "https" if tls else "http"
+    click.echo(f"policy-server {__version__} on {scheme}://{settings.host}:{settings.port} (docs at /docs)", err=True)
     click.echo(f"store: {_redact(settings.effective_database_url)}", err=True)
     uvicorn.run(
         "policy_server.app:create_app",
@@ -75,6 +79,8 @@ def run(host: str | None, port: int | None, workers: int) -> None:
         log_level=settings.log_level.lower(),
         log_config=None,
         access_log=False,
+        ssl_certfile=settings.tls_cert_file or None,
+        ssl_keyfile=settings.tls_key_file or None,
     )
 
 

@@ -9,6 +9,7 @@ PolicyServerError                 code              HTTP
  ├── Forbidden                    forbidden         403  the token's role or namespaces do not allow the call
  ├── NotFound                     not_found         404  an object the caller named does not exist
  ├── Conflict                     conflict          409  the request contradicts what is stored
+ ├── RateLimited                  rate_limited      429  too many requests for this token (Retry-After)
  └── Unavailable                  unavailable       503  a dependency (database, engine) is down
 
 Foreign errors (SQLAlchemy, drivers, the Rego engine) are translated into this tree at the boundary
@@ -111,6 +112,14 @@ class NotFound(PolicyServerError):
     title = "Not found"
 
 
+class RateLimited(PolicyServerError):
+    """Too many requests for this token: retry after ``retry_after`` seconds."""
+
+    code = "rate_limited"
+    status = 429
+    title = "Too many requests"
+
+
 class Conflict(PolicyServerError):
     """The request contradicts what is stored."""
 
@@ -137,6 +146,7 @@ __all__ = [
     "NotFound",
     "PayloadTooLarge",
     "PolicyServerError",
+    "RateLimited",
     "Unauthorized",
     "Unavailable",
 ]

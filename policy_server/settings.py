@@ -39,6 +39,28 @@ class Settings:
     """Extra connections a process may open under load (PostgreSQL) (``POLICY_SERVER_DB_MAX_OVERFLOW``)."""
     max_body_bytes: int = 16 * 1024 * 1024
     """Largest accepted request body, in bytes; larger bodies get 413 (``POLICY_SERVER_MAX_BODY_BYTES``)."""
+    max_ndjson_lines: int = 50_000
+    """Most lines one NDJSON ingestion may carry; more is 413 (``POLICY_SERVER_MAX_NDJSON_LINES``)."""
+    max_list_items: int = 50_000
+    """Most objects one List (or one request) may carry; more is 413 (``POLICY_SERVER_MAX_LIST_ITEMS``)."""
+    max_json_depth: int = 64
+    """Deepest nesting of a JSON document; deeper is 422 (``POLICY_SERVER_MAX_JSON_DEPTH``)."""
+    max_string_bytes: int = 1024 * 1024
+    """Longest string value in a JSON document; longer is 422 (``POLICY_SERVER_MAX_STRING_BYTES``)."""
+    max_policy_bytes: int = 512 * 1024
+    """Largest policy (source plus tests); larger is 413 (``POLICY_SERVER_MAX_POLICY_BYTES``)."""
+    max_input_bytes: int = 1024 * 1024
+    """Largest decision input document: a larger /v1/evaluate input is 413, a larger assembled decision input
+    is denied with ``decision_input_too_large`` (``POLICY_SERVER_MAX_INPUT_BYTES``)."""
+    rate_limit_per_s: int = 200
+    """Decision and ingestion requests per second per token, per replica (0: no limit)
+    (``POLICY_SERVER_RATE_LIMIT_PER_S``)."""
+    rate_limit_burst: int = 400
+    """Requests a token may make at once before the rate applies (``POLICY_SERVER_RATE_LIMIT_BURST``)."""
+    tls_cert_file: str = ""
+    """Serve HTTPS with this certificate (PEM) and ``tls_key_file`` (``POLICY_SERVER_TLS_CERT_FILE``)."""
+    tls_key_file: str = ""
+    """The certificate's private key (PEM) (``POLICY_SERVER_TLS_KEY_FILE``)."""
     log_level: str = "INFO"
     """Log level of the service (``POLICY_SERVER_LOG_LEVEL``)."""
     log_format: str = "json"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -11,7 +13,7 @@ from litestar.di import NamedDependency
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi.spec import Components, SecurityScheme
 
-from policy_server.errors import Forbidden
+from policy_server.errors import Forbidden, RateLimited
 from policy_server.service.access import ANONYMOUS_ADMIN, GRANTS, AccessService, Principal
 
 READ = {"capability": "read"}
@@ -33,11 +35,42 @@ SECURITY_COMPONENTS = Components(
 )
 
 
-def authorizer(access: Callable[[], AccessService]) -> Callable[..., Awaitable[None]]:
+class RateLimiter:
+    """A token bucket per token name, in this process: ``rate`` requests per second, ``burst`` at once."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = max(burst, 1)
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def take(self, key: str) -> float:
+        """0 when a request may go now, else the seconds to wait."""
+        if self.rate <= 0:
+            return 0.0
+        now = time.monotonic()
+        tokens, since = self._buckets.get(key, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - since) * self.rate)
+        if tokens < 1:
+            self._buckets[key] = (tokens, now)
+            return (1 - tokens) / self.rate
+        self._buckets[key] = (tokens - 1, now)
+        return 0.0
+
+
+def authorizer(
+    access: Callable[[], AccessService], limiter: RateLimiter | None = None
+) -> Callable[..., Awaitable[None]]:
     """The guard of every route, reading tokens through the running app's access service."""
 
     async def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
         await _authorize(access(), connection, handler)
+        # Decisions and ingestion are what machines call in loops: they are rate limited per token.
+        if limiter is not None and handler.opt.get("capability") == "control":
+            wait = limiter.take(connection.state["principal"].name)
+            if wait > 0:
+                raise RateLimited(
+                    f"more than {limiter.rate:g} requests per second for this token", retry_after=math.ceil(wait)
+                )
 
     return authorize
 

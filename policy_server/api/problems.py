@@ -53,6 +53,8 @@ class Problem(msgspec.Struct, omit_defaults=True):
     detail: str
     instance: str | None = None
     errors: list[ProblemField] | None = None
+    limit: str | None = None
+    """The configured limit a request broke (413, 422)."""
 
 
 def problem_response(
@@ -64,6 +66,7 @@ def problem_response(
     detail: str,
     errors: list[dict[str, Any]] | None = None,
     headers: dict[str, str] | None = None,
+    limit: str | None = None,
 ) -> Response[dict[str, Any]]:
     """A problem details answer."""
     body: dict[str, Any] = {
@@ -76,6 +79,8 @@ def problem_response(
     }
     if errors:
         body["errors"] = errors
+    if limit:
+        body["limit"] = limit
     return Response(content=body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
 
 
@@ -89,8 +94,17 @@ def _service_error(request: Request[Any, Any, Any], exc: PolicyServerError) -> R
         title=exc.title,
         detail=exc.detail,
         errors=[e.to_dict() for e in exc.errors] or None,
-        headers={"WWW-Authenticate": 'Bearer realm="policy-server"'} if exc.status == 401 else None,
+        headers=_headers(exc),
+        limit=exc.extra.get("limit"),
     )
+
+
+def _headers(exc: PolicyServerError) -> dict[str, str] | None:
+    if exc.status == 401:
+        return {"WWW-Authenticate": 'Bearer realm="policy-server"'}
+    if exc.status == 429:
+        return {"Retry-After": str(exc.extra.get("retry_after", 1))}
+    return None
 
 
 def _validation_error(request: Request[Any, Any, Any], exc: ValidationException) -> Response[dict[str, Any]]:
@@ -118,7 +132,12 @@ def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response
     if isinstance(exc, NotFoundException) and detail in ("", "Not Found"):
         detail = f"no such resource: {request.url.path}"
     title = code.replace("_", " ").capitalize()
-    return problem_response(request, status=status, code=code, title=title, detail=detail, headers=exc.headers)
+    limit = "max_body_bytes" if status == 413 else None
+    if limit:
+        detail = "the request body is larger than max_body_bytes (POLICY_SERVER_MAX_BODY_BYTES)"
+    return problem_response(
+        request, status=status, code=code, title=title, detail=detail, headers=exc.headers, limit=limit
+    )
 
 
 def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
@@ -144,6 +163,7 @@ def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
     """OpenAPI response entries for the problem statuses an operation can answer."""
     descriptions = {
         401: "No token, or an unknown or revoked one.",
+        429: "Too many requests for this token; `Retry-After` says when to try again.",
         403: "The token's role or namespaces do not allow this call.",
         404: "The named object is not recorded.",
         413: "The request body is larger than the configured limit.",

@@ -1,6 +1,6 @@
 """Kargo and Argo Rollouts objects: parsing as Kubernetes serves them, and Kargo's queue rules."""
 
-from policy_server.kargo._documents import Action, Item, is_ndjson, parse_body
+from policy_server.kargo._documents import Action, Item, Limits, check_shape, is_ndjson, parse_body
 from policy_server.kargo._input import (
     PROSPECTIVE_NAME,
     StageFacts,
@@ -32,6 +32,7 @@ __all__ = [
     "PROSPECTIVE_NAME",
     "StageFacts",
     "abort_patch",
+    "check_shape",
     "decision_input",
     "freight_facts",
     "prospective_promotion",
@@ -41,6 +42,7 @@ __all__ = [
     "Action",
     "Item",
     "KargoObject",
+    "Limits",
     "Kind",
     "ObjectError",
     "ObjectKey",

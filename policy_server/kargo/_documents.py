@@ -9,7 +9,7 @@ from typing import Any
 
 import msgspec
 
-from policy_server.errors import FieldError, InvalidState
+from policy_server.errors import FieldError, InvalidState, PayloadTooLarge
 from policy_server.kargo._objects import KargoObject, Kind, ObjectError, classify, parse_object
 
 NDJSON_TYPES = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl", "application/jsonlines"})
@@ -41,11 +41,36 @@ def is_ndjson(content_type: str | None) -> bool:
     return content_type.split(";", 1)[0].strip().lower() in NDJSON_TYPES
 
 
-def parse_body(body: bytes, content_type: str | None) -> list[Item]:
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Bounds on what one body may carry (each breach names the limit)."""
+
+    max_lines: int = 50_000
+    max_items: int = 50_000
+    max_depth: int = 64
+    max_string_bytes: int = 1024 * 1024
+
+
+def parse_body(body: bytes, content_type: str | None, limits: Limits | None = None) -> list[Item]:
     """Every item of a request body. Raises InvalidState listing each malformed item."""
+    limits = limits or Limits()
+    ndjson = is_ndjson(content_type)
+    if ndjson and body.count(b"\n") >= limits.max_lines:
+        lines = sum(1 for line in body.splitlines() if line.strip())
+        if lines > limits.max_lines:
+            raise PayloadTooLarge(
+                f"{lines} lines is more than max_ndjson_lines={limits.max_lines}: split the stream",
+                limit="max_ndjson_lines",
+            )
     errors: list[FieldError] = []
     items: list[Item] = []
-    for line, raw in _documents(body, is_ndjson(content_type), errors):
+    limit: str | None = None
+    for line, raw in _documents(body, ndjson, errors):
+        problem = check_shape(raw, limits.max_depth, limits.max_string_bytes)
+        if problem is not None:
+            errors.append(FieldError(problem, line=line))
+            limit = limit or ("max_json_depth" if "max_json_depth" in problem else "max_string_bytes")
+            continue
         for field_prefix, value, default_kind in _expand(raw):
             index = len(items)
             try:
@@ -54,9 +79,35 @@ def parse_body(body: bytes, content_type: str | None) -> list[Item]:
                 field = f"{field_prefix}.{exc.field}" if field_prefix else exc.field
                 errors.append(FieldError(exc.message, field=field.replace(".(object)", ""), index=index, line=line))
                 items.append(Item(index, Action.SKIP, line=line))
+            if len(items) > limits.max_items:
+                raise PayloadTooLarge(
+                    f"more than max_list_items={limits.max_items} objects in one request: split it",
+                    limit="max_list_items",
+                )
     if errors:
-        raise InvalidState(_summary(errors), errors=errors)
+        raise InvalidState(_summary(errors), errors=errors, limit=limit)
     return items
+
+
+def check_shape(value: Any, max_depth: int, max_string_bytes: int) -> str | None:
+    """Why a decoded JSON document breaks the depth or string limits, or None."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        current, depth = stack.pop()
+        if isinstance(current, dict):
+            if depth > max_depth:
+                return f"nested deeper than max_json_depth={max_depth}"
+            for key, item in current.items():
+                if len(key) > max_string_bytes:
+                    return f"a key longer than max_string_bytes={max_string_bytes}"
+                stack.append((item, depth + 1))
+        elif isinstance(current, list):
+            if depth > max_depth:
+                return f"nested deeper than max_json_depth={max_depth}"
+            stack.extend((item, depth + 1) for item in current)
+        elif isinstance(current, str) and len(current) > max_string_bytes:
+            return f"a string longer than max_string_bytes={max_string_bytes}"
+    return None
 
 
 def _summary(errors: list[FieldError]) -> str:

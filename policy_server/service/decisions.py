@@ -69,6 +69,8 @@ class DecisionSettings:
     cache_ttl_s: float = 1.0
     """How long a verdict is reused for the same state and policies (0 disables the cache)."""
     cache_entries: int = 10_000
+    max_input_bytes: int = 1024 * 1024
+    """A larger assembled input is not evaluated: the decision is denied with ``decision_input_too_large``."""
 
 
 class DecisionService:
@@ -111,6 +113,9 @@ class DecisionService:
         key = f"{active.bundle.key}:{active.version}:{input_hash}"
         verdict, cached = self._cached(key)
         metrics.VERDICT_CACHE.labels("hit" if cached else "miss").inc()
+        size = len(_encoder.encode(document))
+        if verdict is None and size > self.settings.max_input_bytes:
+            verdict = Verdict(allow=False, reasons=[_too_large(size, self.settings.max_input_bytes)])
         if verdict is None:
             evaluation_started = time.perf_counter()
             verdict, _ = await self.policies.evaluate(document)
@@ -255,6 +260,14 @@ def result_document(verdict: Verdict, namespace: str) -> dict[str, Any]:
         "dry_run_actions": actions(verdict.dry_run_actions),
         "policies": [{"id": p.id, "revision": p.revision, "mode": p.mode} for p in verdict.policies],
     }
+
+
+def _too_large(size: int, limit: int) -> Reason:
+    return Reason(
+        SERVICE_POLICY,
+        "decision_input_too_large",
+        f"the Stage's state makes a {size}-byte input, more than max_input_bytes={limit}: not evaluated",
+    )
 
 
 def _claimed_reason(holder: str, stage: str) -> Reason:

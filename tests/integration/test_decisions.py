@@ -252,7 +252,8 @@ async def test_retention_prunes_old_decisions_only(client, fixtures_dir, setting
 
 
 async def test_unchanged_state_and_policies_are_answered_without_rego_and_still_logged(settings, fixtures_dir):
-    async with app_client(settings) as client:
+    # A cache that outlives the test, so that a slow machine cannot expire it between two questions.
+    async with app_client(replace(settings, decision_cache_ms=600_000)) as client:
         await post(client, (fixtures_dir / "list-kargo-demo.json").read_bytes())
         calls = 0
         first = await decide(client, PROD_P6)

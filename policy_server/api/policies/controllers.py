@@ -13,6 +13,7 @@ from litestar.params import JSONBody, PathParameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK
 
 from policy_server.api.auth import AUTHOR, READ, SECURITY, PrincipalDep
+from policy_server.api.params import SettingsDep
 from policy_server.api.policies.schemas import (
     ActionView,
     ChangeComment,
@@ -35,8 +36,8 @@ from policy_server.api.policies.schemas import (
 )
 from policy_server.api.problems import problem_responses
 from policy_server.engine import PolicyOutcome, TestOutcome
-from policy_server.errors import NotFound
-from policy_server.kargo import abort_patch, format_time
+from policy_server.errors import InvalidInput, NotFound, PayloadTooLarge
+from policy_server.kargo import abort_patch, check_shape, format_time
 from policy_server.service import AbortAction, PolicyService, builtin_schema
 from policy_server.store import Policy, Revision, RevisionDraft
 
@@ -83,12 +84,13 @@ class PoliciesController(Controller):
         security=SECURITY,
         summary="Create or update a policy",
         status_code=HTTP_200_OK,
-        responses=problem_responses(422, 503),
+        responses=problem_responses(413, 422, 503),
     )
     async def put_policy(
         self,
         policy_service: PolicyServiceDep,
         principal: PrincipalDep,
+        settings: SettingsDep,
         policy_id: PolicyId,
         data: JSONBody[PolicyWrite],
     ) -> PolicyView:
@@ -97,6 +99,12 @@ class PoliciesController(Controller):
         `code`, `message`, `file`, `line` and `column`, and nothing changes.
         """
         principal.require_unscoped("a policy")
+        size = len(data.source.encode()) + sum(len(t.encode()) for t in data.tests.values())
+        if size > settings.max_policy_bytes:
+            raise PayloadTooLarge(
+                f"the policy and its tests are {size} bytes, more than max_policy_bytes={settings.max_policy_bytes}",
+                limit="max_policy_bytes",
+            )
         await policy_service.put(policy_id, _draft(data), author=principal.name, comment=data.comment)
         return _view(await _existing(policy_service, policy_id))
 
@@ -235,7 +243,11 @@ class EvaluateController(Controller):
         responses=problem_responses(404, 422, 503),
     )
     async def evaluate(
-        self, policy_service: PolicyServiceDep, principal: PrincipalDep, data: JSONBody[EvaluateRequest]
+        self,
+        policy_service: PolicyServiceDep,
+        principal: PrincipalDep,
+        settings: SettingsDep,
+        data: JSONBody[EvaluateRequest],
     ) -> EvaluateResponse:
         """Evaluate the active policies in scope (or one active policy, or an unsaved draft) on the input
         document given. Nothing is recorded. Failures of the engine fail closed: `allow` is false with a reason
@@ -243,6 +255,17 @@ class EvaluateController(Controller):
         """
         if principal.namespaces is not None:
             principal.require_namespace(data.input.get("namespace"))
+        size = len(msgspec.json.encode(data.input))
+        if size > settings.max_input_bytes:
+            raise PayloadTooLarge(
+                f"the input is {size} bytes, more than max_input_bytes={settings.max_input_bytes}",
+                limit="max_input_bytes",
+            )
+        shape = check_shape(data.input, settings.max_json_depth, settings.max_string_bytes)
+        if shape is not None:
+            raise InvalidInput(
+                f"the input is {shape}", limit="max_json_depth" if "nested" in shape else "max_string_bytes"
+            )
         started = time.perf_counter()
         draft = ("draft", _draft(data.draft)) if data.draft is not None else None
         verdict, outcomes = await policy_service.evaluate(data.input, only=data.policy, draft=draft)

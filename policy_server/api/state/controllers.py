@@ -14,11 +14,12 @@ from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 from policy_server import metrics
 from policy_server.api.auth import CONTROL, READ, SECURITY, PrincipalDep
 from policy_server.api.examples import load_json, load_text
-from policy_server.api.params import Namespace, StateStoreDep
+from policy_server.api.params import Namespace, SettingsDep, StateStoreDep
 from policy_server.api.problems import problem_responses
 from policy_server.api.state.schemas import IngestResult, StoredObjectView
 from policy_server.errors import InvalidInput, NotFound
-from policy_server.kargo import Kind, ObjectKey, format_time, parse_body
+from policy_server.kargo import Kind, Limits, ObjectKey, format_time, parse_body
+from policy_server.settings import Settings
 
 _KindParam = Annotated[
     str,
@@ -92,7 +93,11 @@ class StateController(Controller):
         summary="Record Kargo objects: one object, a List, a watch event, or an NDJSON stream of them",
     )
     async def ingest(
-        self, request: Request[Any, Any, Any], state_store: StateStoreDep, principal: PrincipalDep
+        self,
+        request: Request[Any, Any, Any],
+        state_store: StateStoreDep,
+        principal: PrincipalDep,
+        settings: SettingsDep,
     ) -> IngestResult:
         """Record Kargo objects: one object, a List, a watch event, or an NDJSON stream of them.
 
@@ -104,7 +109,7 @@ class StateController(Controller):
         body = await request.body()
         if not body.strip():
             raise InvalidInput("the request body is empty: send a Kubernetes object, a List, or watch events")
-        items = parse_body(body, request.headers.get("content-type"))
+        items = parse_body(body, request.headers.get("content-type"), limits_of(settings))
         for namespace in sorted({i.obj.key.namespace for i in items if i.obj is not None}):
             principal.require_namespace(namespace)
         result = await state_store.apply(items)
@@ -181,6 +186,16 @@ class StateController(Controller):
         key = ObjectKey(_kind(kind), namespace, name)
         if not await state_store.delete(key, resource_version):
             raise NotFound(f"{key} is not recorded")
+
+
+def limits_of(settings: Settings) -> Limits:
+    """The body limits configured for this service."""
+    return Limits(
+        max_lines=settings.max_ndjson_lines,
+        max_items=settings.max_list_items,
+        max_depth=settings.max_json_depth,
+        max_string_bytes=settings.max_string_bytes,
+    )
 
 
 def _kind(text: str) -> Kind:
