@@ -1,0 +1,119 @@
+"""Property-based ingestion: any order, any duplication, ends at the newest version; malformed never stored."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import select
+
+from policy_server.errors import InvalidState
+from policy_server.kargo import Kind, parse_body
+from policy_server.store import Database, StateStore, upgrade
+from policy_server.store._state import TABLES
+from tests.conftest import kargo_fixtures_dir, load
+
+P6 = "prod.01kztrdxmgg3c76w16pjvk9zds.759376c"
+TEMPLATE = load(kargo_fixtures_dir() / "snapshot" / "promotions" / f"{P6}.json")
+NAMES = [f"prod.01kztrdxmgg3c76w16pjvk9z{i}.759376c" for i in "abc"]
+
+
+def _event(name: str, rv: int, kind: str) -> dict:
+    obj = copy.deepcopy(TEMPLATE)
+    obj["metadata"]["name"] = name
+    obj["metadata"]["resourceVersion"] = str(rv)
+    obj["status"]["phase"] = ["Pending", "Running", "Succeeded"][rv % 3]
+    return {"type": kind, "object": obj}
+
+
+histories = st.lists(
+    st.tuples(st.sampled_from(NAMES), st.integers(1, 10_000), st.sampled_from(["ADDED", "MODIFIED", "DELETED"])),
+    min_size=1,
+    max_size=25,
+)
+
+
+def _expected(events: list[tuple[str, int, str]]) -> dict[str, tuple[int, bool]]:
+    """Per object: the newest resourceVersion and whether that version is a deletion (DELETED wins a tie)."""
+    out: dict[str, tuple[int, bool]] = {}
+    for name, rv, kind in events:
+        deleted = kind == "DELETED"
+        current = out.get(name)
+        if current is None or rv > current[0] or (rv == current[0] and deleted):
+            out[name] = (rv, deleted)
+    return out
+
+
+def _run(coro):
+    return asyncio.new_event_loop().run_until_complete(coro)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(events=histories, order=st.randoms(use_true_random=False), chunks=st.integers(1, 5), repeat=st.booleans())
+def test_any_order_and_duplication_ends_at_the_newest_version(tmp_path_factory, events, order, chunks, repeat):
+    path = tmp_path_factory.mktemp("prop") / "store.db"
+
+    async def scenario() -> dict[str, tuple[str, bool]]:
+        db = Database(f"sqlite+aiosqlite:///{path}")
+        await upgrade(db)
+        store = StateStore(db)
+        delivered = [_event(*e) for e in events] * (2 if repeat else 1)
+        order.shuffle(delivered)
+        size = max(1, len(delivered) // chunks)
+        for start in range(0, len(delivered), size):
+            body = "\n".join(json.dumps(e) for e in delivered[start : start + size]).encode()
+            await store.apply(parse_body(body, "application/x-ndjson"))
+        table = TABLES[Kind.PROMOTION]
+        async with db.read() as conn:
+            rows = (await conn.execute(select(table.c.name, table.c.resource_version, table.c.deleted))).all()
+        await db.dispose()
+        return {r.name: (r.resource_version, bool(r.deleted)) for r in rows}
+
+    stored = _run(scenario())
+    expected = {name: (str(rv), deleted) for name, (rv, deleted) in _expected(events).items()}
+    assert stored == expected
+
+
+MUTATIONS = [
+    lambda o: o["metadata"].pop("name"),
+    lambda o: o["metadata"].update(namespace=7),
+    lambda o: o["spec"].update(stage=None),
+    lambda o: o["status"].update(phase=["Pending"]),
+    lambda o: o["metadata"].update(creationTimestamp="soon"),
+    lambda o: o["metadata"].update(labels={"a": 1}),
+    lambda o: o.update(spec="x"),
+]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    good=st.lists(st.sampled_from(NAMES), max_size=5),
+    bad_at=st.integers(0, 5),
+    mutation=st.sampled_from(MUTATIONS),
+)
+def test_a_malformed_object_anywhere_keeps_the_whole_request_out(tmp_path_factory, good, bad_at, mutation):
+    path = tmp_path_factory.mktemp("bad") / "store.db"
+    events = [_event(name, 100 + i, "ADDED") for i, name in enumerate(good)]
+    broken = _event(NAMES[0], 999, "MODIFIED")
+    mutation(broken["object"])
+    events.insert(min(bad_at, len(events)), broken)
+    body = "\n".join(json.dumps(e) for e in events).encode()
+
+    async def scenario() -> dict[str, int]:
+        db = Database(f"sqlite+aiosqlite:///{path}")
+        await upgrade(db)
+        store = StateStore(db)
+        try:
+            await store.apply(parse_body(body, "application/x-ndjson"))
+        except InvalidState as exc:
+            assert exc.errors and exc.errors[0].line is not None
+        else:
+            raise AssertionError("a malformed object was accepted")
+        counts = await store.counts()
+        await db.dispose()
+        return counts
+
+    assert _run(scenario()) == {"Stage": 0, "Promotion": 0, "Freight": 0, "AnalysisRun": 0}
