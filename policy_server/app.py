@@ -282,25 +282,45 @@ def create_app(settings: Settings | None = None) -> Litestar:
         logging_config=None,
         debug=False,
     )
-    _problems_not_400(app.openapi_schema)
+    limited = {
+        handler.operation_id
+        for route in app.routes
+        for handler in getattr(route, "route_handlers", [])
+        if getattr(handler, "opt", {}).get("capability") == "control"
+    }
+    _document_problems(app.openapi_schema, limited)
     return app
 
 
-def _problems_not_400(schema: OpenAPI) -> None:
-    """Litestar documents a 400 for every operation with parameters; ours answer 422 problem details."""
+_PROBLEMS = {
+    "401": "No token, or an unknown or revoked one.",
+    "403": "The token's role or namespaces do not allow this call.",
+    "422": "The request is malformed; `errors` says where. Nothing was changed.",
+    "429": "Too many requests for this token; `Retry-After` says when to try again.",
+}
+
+
+def _document_problems(schema: OpenAPI, rate_limited: set[str | None]) -> None:
+    """Every answer an operation can give, in one place: 422 instead of Litestar's 400, and 401/403 on every
+    secured operation (429 where rate limited)."""
     for path in (schema.paths or {}).values():
         for method in ("get", "put", "post", "delete", "patch"):
             operation = getattr(path, method, None)
             if operation is None or operation.responses is None:
                 continue
-            bad = operation.responses.pop("400", None)
-            if bad is not None and "422" not in operation.responses:
-                operation.responses["422"] = problem_responses_spec(schema)
+            statuses = []
+            if operation.responses.pop("400", None) is not None:
+                statuses.append("422")
+            if operation.security:
+                statuses += ["401", "403"]
+            if operation.operation_id in rate_limited:
+                statuses.append("429")
+            for status in statuses:
+                operation.responses.setdefault(status, _problem(_PROBLEMS[status]))
 
 
-def problem_responses_spec(schema: OpenAPI) -> OpenAPIResponse:
-    """A 422 problem-details response referring to the Problem schema."""
+def _problem(description: str) -> OpenAPIResponse:
     return OpenAPIResponse(
-        description="The request is malformed; `errors` says where. Nothing was changed.",
+        description=description,
         content={PROBLEM_MEDIA_TYPE: OpenAPIMediaType(schema=Reference("#/components/schemas/Problem"))},
     )

@@ -125,6 +125,15 @@ def _validation_error(request: Request[Any, Any, Any], exc: ValidationException)
 
 def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
     status = exc.status_code
+    if status == 400:
+        # Litestar says 400 for a body it cannot decode: malformed input is 422 here, like every other.
+        return problem_response(
+            request,
+            status=422,
+            code="invalid_input",
+            title="Invalid input",
+            detail=f"the request is malformed: {exc.detail}",
+        )
     if status >= 500:
         _log.error("error on %s %s: %s", request.method, request.url.path, exc.detail, exc_info=exc)
     code = _CODES_BY_STATUS.get(status, "http_error")

@@ -201,7 +201,9 @@ class PoliciesController(Controller):
         self,
         policy_service: PolicyServiceDep,
         policy_id: PolicyId,
-        number: Annotated[int, PathParameter(description="Revision number.", examples=[Example(value=1)])],
+        number: Annotated[
+            int, PathParameter(description="Revision number.", ge=1, le=2**62, examples=[Example(value=1)])
+        ],
     ) -> RevisionView:
         """One revision, with its source and tests."""
         revision = await policy_service.store.revision(policy_id, number)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -19,7 +19,7 @@ class Scope(msgspec.Struct):
 class PolicyWrite(msgspec.Struct):
     """A new revision of a policy: its Rego, its tests, and how it is enforced."""
 
-    source: str
+    source: Annotated[str, msgspec.Meta(min_length=1)]
     """The policy module (Rego v1). It must declare its own package and a `deny` rule."""
     tests: dict[str, str] = msgspec.field(default_factory=dict)
     """Test modules by file name (`policy_test.rego`): every `test_*` rule must pass."""
@@ -83,10 +83,13 @@ class PolicyView(msgspec.Struct):
     active: RevisionView
 
 
+Revision = Annotated[int, msgspec.Meta(ge=1, le=2**62)]
+
+
 class RollbackRequest(msgspec.Struct):
     """Which revision to copy into a new one."""
 
-    revision: int
+    revision: Revision
     comment: str = ""
 
 
