@@ -22,10 +22,12 @@ _WATCH_INTERVAL = 0.02
 class WorkerFailure(Exception):
     """A request did not complete; ``code`` is the reason code a decision reports."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, *, worker_ok: bool = False) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.worker_ok = worker_ok
+        """The worker never saw the request (it could not be encoded) and can be reused."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +58,13 @@ class _Worker:
 
     async def request(self, message: dict[str, Any], timeout_s: float, memory_bytes: int) -> dict[str, Any]:
         assert self.process.stdin is not None and self.process.stdout is not None
-        self.process.stdin.write(frame(message))
+        try:
+            data = frame(message)
+        except (OverflowError, TypeError, ValueError) as exc:
+            # e.g. an integer beyond 64 bits: Rego in this engine cannot receive it.
+            message = f"the input cannot be given to the engine: {exc}"
+            raise WorkerFailure("evaluation_error", message, worker_ok=True) from exc
+        self.process.stdin.write(data)
         reply = asyncio.ensure_future(self._read())
         watchdog = asyncio.ensure_future(self._watch(memory_bytes))
         try:
@@ -172,8 +180,9 @@ class WorkerPool:
                     return reply
                 worker.compiled.add(compile_message["key"])
             return await worker.request(message, timeout_s or self.limits.timeout_s, self.limits.memory_bytes)
-        except WorkerFailure:
-            worker = await self._replace(worker)
+        except WorkerFailure as failure:
+            if not failure.worker_ok:
+                worker = await self._replace(worker)
             raise
         except BaseException:
             # Cancelled mid-request: the worker's state is unknown, so it is not reused.

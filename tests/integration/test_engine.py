@@ -169,3 +169,10 @@ async def test_parse_errors_are_located_by_line_and_column(evaluator):
     )
     assert [(p.file, p.line) for p in problems] == [("demo/policy.rego", 6)]
     assert problems[0].column == 10 and problems[0].message
+
+
+async def test_an_input_the_engine_cannot_receive_fails_closed_without_a_restart(evaluator):
+    (outcome,) = await evaluator.evaluate(Bundle.of([GOOD]), [("good", {"p": 2**80})])
+    assert outcome.failure is not None and outcome.failure.code == "evaluation_error"
+    assert evaluator.pool.restarts == 0
+    await assert_still_answers(evaluator)
