@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test install openapi clean
+.PHONY: run test install openapi clean bench
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found: set PYTHON=/path/to/python3.11"; exit 1; }
@@ -27,3 +27,6 @@ openapi: $(STAMP)
 
 clean:
 	rm -rf $(VENV) data .pytest_cache test-artifacts
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
