@@ -142,7 +142,8 @@ class Services:
             await asyncio.sleep(self.settings.prune_interval_s)
 
     async def stop(self) -> None:
-        """Stop workers and close connections."""
+        """Finish pending decision-log writes, stop workers and close connections."""
+        await self.decision_service.log.close()
         await self.engine.close()
         await self.database.dispose()
 

@@ -16,6 +16,7 @@ from ulid import ULID
 
 from policy_server import metrics
 from policy_server.kargo import abort_patch
+from policy_server.service.decision_log import DecisionLogWriter
 from policy_server.service.inputs import build_input
 from policy_server.service.policies import PolicyService
 from policy_server.service.verdict import AbortAction, Reason, Verdict
@@ -90,6 +91,7 @@ class DecisionService:
         self.settings = settings or DecisionSettings()
         self.clock = clock or (lambda: datetime.now(UTC))
         self._cache: OrderedDict[str, tuple[float, Verdict]] = OrderedDict()
+        self.log = DecisionLogWriter(decisions)
 
     async def decide(self, question: Question) -> Decision:
         """Answer one question; the decision is logged (committed) before it is returned."""
@@ -170,7 +172,7 @@ class DecisionService:
         )
         metrics.DECISION_LOG_BACKLOG.inc()
         try:
-            logged_id, repeats = await self.decisions.record(entry)
+            logged_id, repeats = await self.log.record(entry)
         finally:
             metrics.DECISION_LOG_BACKLOG.dec()
         metrics.DECISIONS.labels("allow" if verdict.allow else "deny").inc()

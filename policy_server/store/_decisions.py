@@ -107,57 +107,59 @@ class DecisionStore:
         self.db = db
 
     async def record(self, entry: DecisionEntry) -> tuple[str, int]:
-        """Log a decision; an answer identical to the last one for the same question folds into it.
+        """Log one decision (see ``record_many``)."""
+        return (await self.record_many([entry]))[0]
 
-        Returns the id of the row and its repeat count.
-        """
-        subject = entry.promotion if entry.promotion is not None else f"(prospective)/{entry.stage}"
+    async def record_many(self, entries: list[DecisionEntry]) -> list[tuple[str, int]]:
+        """Log decisions in one transaction, in order; an answer identical to the last one for the same
+        question folds into it. Returns, per entry, the id of its row and that row's repeat count."""
+        subjects = sorted({_subject(e) for e in entries})
+        out: list[tuple[str, int]] = []
         async with self.db.write() as conn:
-            await self.db.lock(conn, [f"decisions/{entry.namespace}/{subject}"])
-            last = await self._last(conn, entry)
-            if last is not None and last.fold_key == entry.fold_key:
-                await conn.execute(
-                    update(_D)
-                    .where(_D.c.id == last.id)
-                    .values(last_at=entry.evaluated_at, repeat_count=_D.c.repeat_count + 1)
-                )
-                return last.id, last.repeat_count + 1
+            await self.db.lock(conn, [f"decisions/{s}" for s in subjects])
+            for entry in entries:
+                out.append(await self._record(conn, entry))
+        return out
+
+    async def _record(self, conn: AsyncConnection, entry: DecisionEntry) -> tuple[str, int]:
+        last = await self._last(conn, entry)
+        if last is not None and last.fold_key == entry.fold_key:
             await conn.execute(
-                insert(_D).values(
-                    id=entry.id,
-                    namespace=entry.namespace,
-                    stage=entry.stage,
-                    promotion=entry.promotion,
-                    prospective=entry.prospective,
-                    freight=entry.freight,
-                    allow=entry.allow,
-                    claimed=entry.claimed,
-                    evaluated_at=entry.evaluated_at,
-                    last_at=entry.evaluated_at,
-                    repeat_count=1,
-                    fold_key=entry.fold_key,
-                    input_hash=entry.input_hash,
-                    duration_ms=entry.duration_ms,
-                    caller=entry.caller[:253],
-                    result=json.dumps(entry.result, separators=(",", ":")),
-                    input=json.dumps(entry.input, separators=(",", ":")),
-                )
+                update(_D)
+                .where(_D.c.id == last.id)
+                .values(last_at=entry.evaluated_at, repeat_count=_D.c.repeat_count + 1)
             )
-            if entry.reasons:
-                await conn.execute(
-                    insert(_R),
-                    [
-                        {
-                            "decision_id": entry.id,
-                            "position": i,
-                            "kind": kind,
-                            "policy": policy[:63],
-                            "code": code[:128],
-                        }
-                        for i, (kind, policy, code) in enumerate(entry.reasons)
-                    ],
-                )
-            return entry.id, 1
+            return last.id, last.repeat_count + 1
+        await conn.execute(
+            insert(_D).values(
+                id=entry.id,
+                namespace=entry.namespace,
+                stage=entry.stage,
+                promotion=entry.promotion,
+                prospective=entry.prospective,
+                freight=entry.freight,
+                allow=entry.allow,
+                claimed=entry.claimed,
+                evaluated_at=entry.evaluated_at,
+                last_at=entry.evaluated_at,
+                repeat_count=1,
+                fold_key=entry.fold_key,
+                input_hash=entry.input_hash,
+                duration_ms=entry.duration_ms,
+                caller=entry.caller[:253],
+                result=json.dumps(entry.result, separators=(",", ":")),
+                input=json.dumps(entry.input, separators=(",", ":")),
+            )
+        )
+        if entry.reasons:
+            await conn.execute(
+                insert(_R),
+                [
+                    {"decision_id": entry.id, "position": i, "kind": kind, "policy": policy[:63], "code": code[:128]}
+                    for i, (kind, policy, code) in enumerate(entry.reasons)
+                ],
+            )
+        return entry.id, 1
 
     async def _last(self, conn: AsyncConnection, entry: DecisionEntry) -> Any:
         columns = (_D.c.id, _D.c.fold_key, _D.c.repeat_count)
@@ -279,6 +281,11 @@ class DecisionStore:
                 reason = reason.where(_R.c.code == where.code)
             conditions.append(_D.c.id.in_(reason))
         return conditions
+
+
+def _subject(entry: DecisionEntry) -> str:
+    asked = entry.promotion if entry.promotion is not None else f"(prospective)/{entry.stage}"
+    return f"{entry.namespace}/{asked}"
 
 
 def _logged(row: Any, *, with_input: bool) -> LoggedDecision:

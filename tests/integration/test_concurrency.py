@@ -1,4 +1,8 @@
-"""Concurrent ingestion: every acknowledged object is stored, and the newest version wins."""
+"""Many ingestion requests at once through the app: every acknowledged object is stored, the newest version wins.
+
+The in-process test client answers one request at a time, so this checks the bookkeeping; the same load
+against a real server process, truly concurrent, is in tests/e2e/test_concurrency_real.py.
+"""
 
 from __future__ import annotations
 

@@ -140,6 +140,8 @@ async def _many_pending(client, fixtures_dir, count):
 
 
 async def test_fifty_concurrent_claims_give_exactly_one_allow(client, fixtures_dir):
+    # The in-process client answers one request at a time: this checks the claim rules; truly concurrent
+    # claims run against server processes in tests/e2e (one server, and two servers on one PostgreSQL).
     names = await _many_pending(client, fixtures_dir, 50)
     answers = await asyncio.gather(*(decide(client, n, claim=True) for n in names))
     winners = [a for a in answers if a["allow"]]
@@ -330,3 +332,45 @@ async def test_a_policy_that_breaks_the_engine_denies_fail_closed_and_the_servic
     assert (await client.get("/health")).status_code == 200
     await client.delete("/v1/policies/broken")
     assert (await decide(client, uat_head))["allow"] is True
+
+
+async def test_concurrent_decisions_share_decision_log_transactions_and_none_is_lost(database_url):
+    """Group commit: each answer waits for its batch's commit, and answers arriving meanwhile share one."""
+    from datetime import UTC, datetime
+
+    from ulid import ULID
+
+    from policy_server.service.decision_log import DecisionLogWriter
+    from policy_server.store import Database, DecisionEntry, DecisionFilter, DecisionStore, upgrade
+
+    db = Database(database_url)
+    await upgrade(db)
+    store = DecisionStore(db)
+    batches: list[int] = []
+    original = store.record_many
+
+    async def slow_disk(entries):
+        batches.append(len(entries))
+        await asyncio.sleep(0.05)
+        return await original(entries)
+
+    store.record_many = slow_disk  # type: ignore[method-assign]
+    writer = DecisionLogWriter(store)
+
+    def entry(i: int) -> DecisionEntry:
+        return DecisionEntry(
+            id=str(ULID()), namespace="kargo-demo", stage="prod", promotion=f"p{i % 5}", prospective=False,
+            freight=None, allow=False, claimed=False, evaluated_at=datetime.now(UTC), fold_key=f"k{i % 5}",
+            input_hash="h", duration_ms=1.0, caller="test", result={}, input={}, reasons=[("deny", "x", "y")],
+        )  # fmt: skip
+
+    try:
+        results = await asyncio.gather(*(writer.record(entry(i)) for i in range(40)))
+        assert sum(batches) == 40 and len(batches) < 10, batches
+        # Five questions, asked eight times each: five rows, each folded eight times, all committed.
+        assert sorted(repeats for _, repeats in results)[-5:] == [8, 8, 8, 8, 8]
+        rows = await store.list(DecisionFilter())
+        assert len(rows) == 5 and sorted(r.repeat_count for r in rows) == [8] * 5
+    finally:
+        await writer.close()
+        await db.dispose()
