@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
+import time
 
 from policy_server.store import DecisionEntry, DecisionStore
-
-_log = logging.getLogger("policy_server.decisions")
 
 
 class DecisionLogWriter:
@@ -54,9 +52,10 @@ class DecisionLogWriter:
                     if not future.done():
                         future.set_result(result)
 
-    async def close(self) -> None:
-        """Finish what is waiting, then stop."""
-        while self._pending:
+    async def close(self, timeout_s: float = 10.0) -> None:
+        """Finish what is waiting (for at most ``timeout_s``), then stop."""
+        deadline = time.monotonic() + timeout_s
+        while self._pending and self._task is not None and not self._task.done() and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         if self._task is not None:
             self._task.cancel()
