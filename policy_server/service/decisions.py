@@ -115,9 +115,10 @@ class DecisionService:
         key = f"{active.bundle.key}:{active.version}:{input_hash}"
         verdict, cached = self._cached(key)
         metrics.VERDICT_CACHE.labels("hit" if cached else "miss").inc()
-        size = len(_encoder.encode(document))
-        if verdict is None and size > self.settings.max_input_bytes:
-            verdict = Verdict(allow=False, reasons=[_too_large(size, self.settings.max_input_bytes)])
+        if verdict is None:
+            size = len(_encoder.encode(document))
+            if size > self.settings.max_input_bytes:
+                verdict = Verdict(allow=False, reasons=[_too_large(size, self.settings.max_input_bytes)])
         if verdict is None:
             evaluation_started = time.perf_counter()
             verdict, _ = await self.policies.evaluate(document)
