@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ADMIN_TOKEN
+from tests.conftest import ADMIN_TOKEN, fresh_postgres_database, require_postgres
 
 BIN = Path(sys.executable).parent / "policy-server"
 
@@ -84,3 +84,15 @@ def server_factory(tmp_path: Path) -> Iterator:
     yield make
     for server in servers:
         server.stop()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_env(request, tmp_path):
+    """Server settings for an empty store: a SQLite data directory, or a fresh migrated PostgreSQL database."""
+    if request.param == "sqlite":
+        yield {"POLICY_SERVER_DATA_DIR": str(tmp_path / "data")}
+        return
+    for url in fresh_postgres_database(require_postgres()):
+        env = {"POLICY_SERVER_DATABASE_URL": url}
+        assert cli("db", "upgrade", env=env).returncode == 0
+        yield env

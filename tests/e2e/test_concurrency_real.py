@@ -6,21 +6,8 @@ import asyncio
 import copy
 
 import httpx
-import pytest
 
-from tests.conftest import ADMIN, fresh_postgres_database, load, require_postgres
-from tests.e2e.conftest import cli
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store_env(request, tmp_path):
-    if request.param == "sqlite":
-        yield {"POLICY_SERVER_DATA_DIR": str(tmp_path / "data")}
-        return
-    for url in fresh_postgres_database(require_postgres()):
-        env = {"POLICY_SERVER_DATABASE_URL": url}
-        assert cli("db", "upgrade", env=env).returncode == 0
-        yield env
+from tests.conftest import ADMIN, load
 
 
 def _promotions(fixtures_dir, count: int, phase: str = "Pending") -> list[dict]:

@@ -8,21 +8,8 @@ import signal
 import time
 
 import httpx
-import pytest
 
-from tests.conftest import ADMIN, fresh_postgres_database, load, require_postgres
-from tests.e2e.conftest import cli
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store_env(request, tmp_path):
-    if request.param == "sqlite":
-        yield {"POLICY_SERVER_DATA_DIR": str(tmp_path / "data")}
-        return
-    for url in fresh_postgres_database(require_postgres()):
-        env = {"POLICY_SERVER_DATABASE_URL": url}
-        assert cli("db", "upgrade", env=env).returncode == 0
-        yield env
+from tests.conftest import ADMIN, load
 
 
 def test_sigkill_under_load_loses_nothing_acknowledged(store_env, server_factory, fixtures_dir):
