@@ -10,17 +10,15 @@ from policy_server.store import DecisionFacts, StageState, StateStore
 
 
 def stage_facts(state: StageState) -> StageFacts:
-    """The Stage part of the input document."""
-    status = state.stage.object.get("status") or {}
-    history = status.get("freightHistory") or []
+    """The Stage part of the input document, from the columns recorded at ingestion."""
     return StageFacts(
         namespace=state.stage.key.namespace,
         name=state.stage.key.name,
         has_verification=state.has_verification,
         health=state.health_status,
-        current_promotion=(status.get("currentPromotion") or {}).get("name"),
-        last_promotion=(status.get("lastPromotion") or {}).get("name"),
-        current_freight_collection=history[0].get("id") if history and isinstance(history[0], dict) else None,
+        current_promotion=state.current_promotion,
+        last_promotion=state.last_promotion,
+        current_freight_collection=state.current_freight_collection,
     )
 
 

@@ -104,6 +104,9 @@ class StageState:
     stage: StoredObject
     has_verification: bool
     health_status: str | None
+    current_promotion: str | None
+    last_promotion: str | None
+    current_freight_collection: str | None
     queue: list[PromotionFacts]
     recent: list[PromotionFacts]
     last_succeeded: PromotionFacts | None
@@ -379,6 +382,9 @@ class StateStore:
             stage=_stored(Kind.STAGE, stage_row),
             has_verification=bool(stage_row.has_verification),
             health_status=stage_row.health_status,
+            current_promotion=stage_row.current_promotion,
+            last_promotion=stage_row.last_promotion,
+            current_freight_collection=stage_row.current_freight_collection,
             queue=queue_order(_promotion_facts(r) for r in queue_rows),
             recent=[_promotion_facts(r) for r in recent_rows],
             last_succeeded=newest_succeeded([last] if last else []),
