@@ -30,6 +30,9 @@ DO $$ BEGIN
     CREATE ROLE policy_server LOGIN CREATEDB PASSWORD 'policy_server';
   END IF;
 END $$;
+-- The tests drop their databases WITH (FORCE); an autovacuum worker still in one of them runs as no
+-- role, and only pg_signal_backend members may terminate it.
+GRANT pg_signal_backend TO policy_server;
 SQL
 if ! runuser -u postgres -- psql -p "$port" -tAc "SELECT 1 FROM pg_database WHERE datname='policy_server'" | grep -q 1; then
   runuser -u postgres -- createdb -p "$port" -O policy_server policy_server >&2

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -87,7 +88,20 @@ def fresh_postgres_database(server_url: str) -> Iterator[str]:
     try:
         yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
     finally:
-        asyncio.run(_admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        _drop_database(server_url, name)
+
+
+def _drop_database(server_url: str, name: str) -> None:
+    # An autovacuum worker may still be in the database; FORCE terminates it only if the test role is
+    # in pg_signal_backend (.ci/postgres.sh grants it). Without that grant, it leaves within seconds.
+    for attempt in range(20):
+        try:
+            asyncio.run(_admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            return
+        except Exception:
+            if attempt == 19:
+                raise
+            time.sleep(0.5)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
