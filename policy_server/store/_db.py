@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from policy_server.errors import Unavailable
+from policy_server.store._direct import DirectSqlite
 
 _SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -29,10 +31,14 @@ class Database:
         self.url = url
         parsed = make_url(url)
         self.dialect = parsed.get_backend_name()
+        self.direct: DirectSqlite | None = None
+        # Direct sqlite3 access to the same file, for the decision hot path (SQLite files only).
+        self._write_gate: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
         if self.dialect == "sqlite":
             database = parsed.database or ""
             if database and database != ":memory:" and not database.startswith("file:"):
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
+                self.direct = DirectSqlite(database)
             self.writer = self._sqlite_engine(url, "BEGIN IMMEDIATE", echo)
             self.reader = self._sqlite_engine(url, "BEGIN", echo)
         elif self.dialect == "postgresql":
@@ -74,12 +80,23 @@ class Database:
 
         return engine
 
+    @property
+    def write_gate(self) -> asyncio.Lock:
+        """Taken around every write transaction of this process on SQLite, so that its writers queue here
+        instead of polling SQLite's lock (other processes still wait through the busy timeout)."""
+        loop = asyncio.get_running_loop()
+        if self._write_gate is None or self._write_gate[0] is not loop:
+            self._write_gate = (loop, asyncio.Lock())
+        return self._write_gate[1]
+
     @contextlib.asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """A write transaction: committed when the block ends, rolled back on error."""
-        with translate_errors():
-            async with self.writer.begin() as conn:
-                yield conn
+        gate = self.write_gate if self.is_sqlite else contextlib.AsyncExitStack()
+        async with gate:
+            with translate_errors():
+                async with self.writer.begin() as conn:
+                    yield conn
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
@@ -119,6 +136,8 @@ class Database:
     async def dispose(self) -> None:
         """Close every pooled connection."""
         await self.writer.dispose()
+        if self.direct is not None:
+            self.direct.close()
         if self.reader is not self.writer:
             await self.reader.dispose()
 

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import msgspec
 from sqlalchemy import and_, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from policy_server.kargo import PROMOTION_TERMINAL_PHASES
 from policy_server.store._db import Database
+from policy_server.store._direct import DirectSqlite, from_db_time, to_db_time
 from policy_server.store._models import DecisionReasonRow, DecisionRow, PromotionRow, StageClaimRow
 
 _D = DecisionRow.__table__
@@ -113,6 +117,11 @@ class DecisionStore:
     async def record_many(self, entries: list[DecisionEntry]) -> list[tuple[str, int]]:
         """Log decisions in one transaction, in order; an answer identical to the last one for the same
         question folds into it. Returns, per entry, the id of its row and that row's repeat count."""
+        direct = self.db.direct
+        if direct is not None:
+            # One hop to a thread for the whole batch; the gate queues it with this process's other writers.
+            async with self.db.write_gate:
+                return await asyncio.to_thread(_direct_record_many, direct, entries)
         subjects = sorted({_subject(e) for e in entries})
         out: list[tuple[str, int]] = []
         async with self.db.write() as conn:
@@ -147,8 +156,8 @@ class DecisionStore:
                 input_hash=entry.input_hash,
                 duration_ms=entry.duration_ms,
                 caller=entry.caller[:253],
-                result=json.dumps(entry.result, separators=(",", ":")),
-                input=json.dumps(entry.input, separators=(",", ":")),
+                result=_json.encode(entry.result).decode(),
+                input=_json.encode(entry.input).decode(),
             )
         )
         if entry.reasons:
@@ -195,6 +204,13 @@ class DecisionStore:
 
     async def current_claim(self, namespace: str, stage: str) -> Claim | None:
         """The Stage's claim row with its holder's phase (live or not)."""
+        if self.db.direct is not None:
+            with self.db.direct.read() as direct:
+                row = direct.execute(_SQL_CLAIM, (namespace, stage)).fetchone()
+            if row is None:
+                return None
+            promotion, decision_id, claimed_at, expires_at, phase = row
+            return Claim(promotion, decision_id, from_db_time(claimed_at), from_db_time(expires_at), phase)  # type: ignore[arg-type]
         async with self.db.read() as conn:
             return await self._claim(conn, namespace, stage)
 
@@ -307,3 +323,60 @@ def _logged(row: Any, *, with_input: bool) -> LoggedDecision:
         result=json.loads(row.result),
         input=json.loads(row.input) if with_input else None,
     )
+
+
+# --- the decision log on SQLite, written directly (see _direct.py) ----------------------------------------
+
+_SQL_CLAIM = (
+    "SELECT c.promotion, c.decision_id, c.claimed_at, c.expires_at, p.phase FROM stage_claims AS c"
+    " LEFT OUTER JOIN promotions AS p ON p.namespace = c.namespace AND p.name = c.promotion AND p.deleted = 0"
+    " WHERE c.namespace = ? AND c.stage = ?"
+)
+_SQL_LAST_BY_PROMOTION = (
+    "SELECT id, fold_key, repeat_count FROM decisions WHERE namespace = ? AND promotion = ? ORDER BY id DESC LIMIT 1"
+)
+_SQL_LAST_BY_STAGE = (
+    "SELECT id, fold_key, repeat_count FROM decisions WHERE namespace = ? AND stage = ? AND prospective = 1"
+    " ORDER BY id DESC LIMIT 1"
+)
+_SQL_FOLD = "UPDATE decisions SET last_at = ?, repeat_count = repeat_count + 1 WHERE id = ?"
+_SQL_INSERT = (
+    "INSERT INTO decisions (id, namespace, stage, promotion, prospective, freight, allow, claimed, evaluated_at,"
+    " last_at, repeat_count, fold_key, input_hash, duration_ms, caller, result, input)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?)"
+)
+_SQL_REASON = "INSERT INTO decision_reasons (decision_id, position, kind, policy, code) VALUES (?, ?, ?, ?, ?)"
+_json = msgspec.json.Encoder()
+
+
+def _direct_record_many(direct: DirectSqlite, entries: list[DecisionEntry]) -> list[tuple[str, int]]:
+    out: list[tuple[str, int]] = []
+    with direct.write() as conn:
+        for entry in entries:
+            out.append(_direct_record(conn, entry))
+    return out
+
+
+def _direct_record(conn: sqlite3.Connection, entry: DecisionEntry) -> tuple[str, int]:
+    if entry.promotion is not None:
+        last = conn.execute(_SQL_LAST_BY_PROMOTION, (entry.namespace, entry.promotion)).fetchone()
+    else:
+        last = conn.execute(_SQL_LAST_BY_STAGE, (entry.namespace, entry.stage)).fetchone()
+    at = to_db_time(entry.evaluated_at)
+    if last is not None and last[1] == entry.fold_key:
+        conn.execute(_SQL_FOLD, (at, last[0]))
+        return last[0], last[2] + 1
+    conn.execute(
+        _SQL_INSERT,
+        (
+            entry.id, entry.namespace, entry.stage, entry.promotion, int(entry.prospective), entry.freight,
+            int(entry.allow), int(entry.claimed), at, at, entry.fold_key, entry.input_hash, entry.duration_ms,
+            entry.caller[:253], _json.encode(entry.result).decode(), _json.encode(entry.input).decode(),
+        ),
+    )  # fmt: skip
+    if entry.reasons:
+        conn.executemany(
+            _SQL_REASON,
+            [(entry.id, i, kind, policy[:63], code[:128]) for i, (kind, policy, code) in enumerate(entry.reasons)],
+        )
+    return entry.id, 1

@@ -25,6 +25,7 @@ from policy_server.kargo import (
     verifying_run,
 )
 from policy_server.store._db import Database
+from policy_server.store._direct import from_db_time, to_db_time
 from policy_server.store._models import AnalysisRunRow, FreightRow, PromotionRow, StageRow
 
 TABLES: dict[Kind, Table] = {
@@ -401,6 +402,9 @@ class StateStore:
         recent: int = 10,
     ) -> DecisionFacts:
         """Everything a decision reads, from one snapshot: P (by name) or a Stage, and that Stage's state."""
+        if self.db.direct is not None:
+            with self.db.direct.read() as conn:
+                return _direct_decision_facts(conn, namespace, promotion, stage, freight, recent)
         promotions = TABLES[Kind.PROMOTION]
         async with self.db.read() as conn:
             p_facts = None
@@ -484,3 +488,98 @@ def _promotion_facts(row: Any) -> PromotionFacts:
 
 def _run_facts(row: Any) -> RunFacts:
     return RunFacts(**{c: getattr(row, c) for c in _RUN_COLUMNS})
+
+
+# --- the decision hot path on SQLite: the same reads as above, through stdlib sqlite3 ------------------
+
+_P_COLS = ", ".join(_PROMOTION_COLUMNS)
+_R_COLS = ", ".join(_RUN_COLUMNS)
+_SQL_PROMOTION = f"SELECT {_P_COLS} FROM promotions WHERE namespace = ? AND name = ? AND deleted = 0"
+_SQL_STAGE = (
+    "SELECT namespace, name, resource_version, deleted, created_at, recorded_at, object, has_verification,"
+    " health_status, current_promotion, last_promotion, current_freight_collection"
+    " FROM stages WHERE namespace = ? AND name = ? AND deleted = 0"
+)
+_OF_STAGE = "FROM promotions WHERE namespace = ? AND stage = ? AND deleted = 0"
+_SQL_QUEUE = f"SELECT {_P_COLS} {_OF_STAGE} AND terminal = 0"
+_SQL_RECENT = f"SELECT {_P_COLS} {_OF_STAGE} AND terminal = 1 ORDER BY queue_key DESC LIMIT ?"
+_SQL_LAST = f"SELECT {_P_COLS} {_OF_STAGE} AND phase = 'Succeeded' ORDER BY queue_key DESC LIMIT 1"
+_SQL_RUN = (
+    f"SELECT {_R_COLS} FROM analysis_runs WHERE namespace = ? AND stage = ? AND freight_collection = ?"
+    " AND created_at >= ? AND deleted = 0 ORDER BY created_at DESC, name DESC LIMIT 1"
+)
+
+
+def _direct_decision_facts(
+    conn: Any, namespace: str, promotion: str | None, stage: str | None, freight: str | None, recent: int
+) -> DecisionFacts:
+    p_facts = None
+    if promotion is not None:
+        found = conn.execute(_SQL_PROMOTION, (namespace, promotion)).fetchone()
+        p_facts = _direct_promotion(found) if found is not None else None
+        stage = p_facts.stage if p_facts is not None else None
+    state = _direct_stage_state(conn, namespace, stage, recent) if stage else None
+    names = {p.freight for p in (state.queue if state else []) if p.freight}
+    if p_facts is not None and p_facts.freight:
+        names.add(p_facts.freight)
+    if freight:
+        names.add(freight)
+    objects: dict[str, dict[str, Any]] = {}
+    if names:
+        ordered = sorted(names)
+        marks = ", ".join("?" * len(ordered))
+        sql = f"SELECT name, object FROM freight WHERE namespace = ? AND name IN ({marks}) AND deleted = 0"
+        objects = {name: msgspec.json.decode(obj) for name, obj in conn.execute(sql, (namespace, *ordered))}
+    return DecisionFacts(p_facts, state, objects)
+
+
+def _direct_stage_state(conn: Any, namespace: str, name: str, recent: int) -> StageState | None:
+    row = conn.execute(_SQL_STAGE, (namespace, name)).fetchone()
+    if row is None:
+        return None
+    (ns, stage_name, resource_version, deleted, created_at, recorded_at, obj, has_verification, health,
+     current_promotion, last_promotion, current_collection) = row  # fmt: skip
+    queue = [_direct_promotion(r) for r in conn.execute(_SQL_QUEUE, (namespace, name))]
+    history = [_direct_promotion(r) for r in conn.execute(_SQL_RECENT, (namespace, name, max(recent, 0)))]
+    last_row = conn.execute(_SQL_LAST, (namespace, name)).fetchone()
+    last = _direct_promotion(last_row) if last_row is not None else None
+    candidates: list[RunFacts] = []
+    if has_verification and last is not None and last.freight_collection and last.finished_at:
+        params = (namespace, name, last.freight_collection, to_db_time(last.finished_at))
+        candidates = [_direct_run(r) for r in conn.execute(_SQL_RUN, params)]
+    stored = StoredObject(
+        key=ObjectKey(Kind.STAGE, ns, stage_name),
+        resource_version=resource_version,
+        deleted=bool(deleted),
+        created_at=from_db_time(created_at),
+        recorded_at=from_db_time(recorded_at),  # type: ignore[arg-type]
+        object=msgspec.json.decode(obj),
+    )
+    return StageState(
+        stage=stored,
+        has_verification=bool(has_verification),
+        health_status=health,
+        current_promotion=current_promotion,
+        last_promotion=last_promotion,
+        current_freight_collection=current_collection,
+        queue=queue_order(queue),
+        recent=history,
+        last_succeeded=newest_succeeded([last] if last else []),
+        verification=verifying_run(last, candidates) if has_verification else None,
+    )
+
+
+def _direct_promotion(row: tuple[Any, ...]) -> PromotionFacts:
+    ns, name, stage, freight, phase, key, created, started, finished, collection, aborting = row
+    return PromotionFacts(
+        ns, name, stage, freight, phase, key, from_db_time(created), from_db_time(started),
+        from_db_time(finished), collection, bool(aborting),
+    )  # fmt: skip
+
+
+def _direct_run(row: tuple[Any, ...]) -> RunFacts:
+    ns, name, stage, collection, promotion, phase, terminated, created, started, completed = row
+    return RunFacts(
+        ns, name, stage, collection, promotion, phase, bool(terminated), from_db_time(created),
+        from_db_time(started), from_db_time(completed),
+    )  # fmt: skip
