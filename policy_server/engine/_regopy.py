@@ -45,7 +45,12 @@ class RegopyEvaluator:
         """Evaluate policies of ``bundle``, each on its own input; failures come back as outcomes, never raised."""
         if not calls:
             return []
-        message = {"op": "eval", "key": bundle.key, "calls": [(bundle.entrypoints[pid], doc) for pid, doc in calls]}
+        shared = _shared_document(calls)
+        if shared is None:
+            message = {"op": "eval", "key": bundle.key, "calls": [(bundle.entrypoints[pid], doc) for pid, doc in calls]}
+        else:
+            entries = [(bundle.entrypoints[pid], doc["parameters"]) for pid, doc in calls]
+            message = {"op": "eval", "key": bundle.key, "document": shared, "calls": entries}
         try:
             reply = await self.pool.run(message, compile_message=bundle.compile_message())
         except WorkerFailure as exc:
@@ -118,6 +123,18 @@ class RegopyEvaluator:
     async def _query(self, modules: list[tuple[str, str]], queries: list[str], document: Any = None) -> dict:
         message = {"op": "query", "modules": modules, "queries": queries, "input": document}
         return await self.pool.run(message, timeout_s=self.pool.limits.compile_timeout_s)
+
+
+def _shared_document(calls: Sequence[tuple[str, dict[str, Any]]]) -> dict[str, Any] | None:
+    """The document the calls share when they differ only in ``parameters`` (then it is sent once)."""
+    first = calls[0][1]
+    if "parameters" not in first:
+        return None
+    shared = {k: v for k, v in first.items() if k != "parameters"}
+    for _, doc in calls[1:]:
+        if len(doc) != len(first) or "parameters" not in doc or any(doc.get(k) is not v for k, v in shared.items()):
+            return None
+    return shared
 
 
 def _only(modules: list[tuple[str, str]], test: tuple[str, str, str]) -> list[tuple[str, str]]:
