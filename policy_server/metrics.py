@@ -32,6 +32,9 @@ EVALUATION_SECONDS = Histogram(
     buckets=_LATENCY,
 )
 VERDICT_CACHE = Counter("policy_server_verdict_cache_total", "Verdict cache lookups, by result.", ["result"])
+INPUT_CACHE = Counter(
+    "policy_server_input_reuse_total", "Decision inputs reused (state versions unchanged) or read again.", ["result"]
+)
 EVALUATION_FAILURES = Counter(
     "policy_server_evaluation_failures_total", "Policy evaluations that failed closed, by reason code.", ["code"]
 )

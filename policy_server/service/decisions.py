@@ -15,12 +15,12 @@ import msgspec
 from ulid import ULID
 
 from policy_server import metrics
-from policy_server.kargo import abort_patch
+from policy_server.kargo import abort_patch, format_time, time_ns
 from policy_server.service.decision_log import DecisionLogWriter
-from policy_server.service.inputs import build_input
+from policy_server.service.inputs import document_from_facts
 from policy_server.service.policies import PolicyService
 from policy_server.service.verdict import AbortAction, Reason, Verdict
-from policy_server.store import DecisionEntry, DecisionStore, StateStore
+from policy_server.store import DecisionEntry, DecisionFacts, DecisionStore, StateStore
 
 _log = logging.getLogger("policy_server.decisions")
 SERVICE_POLICY = "policy-server"
@@ -68,7 +68,8 @@ class DecisionSettings:
     claim_ttl_s: float = 120.0
     """How long a start claim holds unless the Promotion is observed Running or terminal first."""
     cache_ttl_s: float = 1.0
-    """How long a verdict is reused for the same state and policies (0 disables the cache)."""
+    """How long a verdict is reused for the same state and policies (0 disables the cache, and the reuse of
+    inputs: every decision then reads the state and evaluates, as when the state changed)."""
     cache_entries: int = 10_000
     max_input_bytes: int = 1024 * 1024
     """A larger assembled input is not evaluated: the decision is denied with ``decision_input_too_large``."""
@@ -91,27 +92,20 @@ class DecisionService:
         self.settings = settings or DecisionSettings()
         self.clock = clock or (lambda: datetime.now(UTC))
         self._cache: OrderedDict[str, tuple[float, Verdict]] = OrderedDict()
+        self._inputs: OrderedDict[tuple[str, str | None, str | None, str | None], _ReusableInput] = OrderedDict()
         self.log = DecisionLogWriter(decisions)
 
     async def decide(self, question: Question) -> Decision:
         """Answer one question; the decision is logged (committed) before it is returned."""
         started = time.perf_counter()
         now = self.clock()
-        facts, document = await build_input(
-            self.state,
-            question.namespace,
-            now,
-            promotion=question.promotion,
-            stage=question.stage,
-            freight=question.freight,
-        )
+        facts, document, input_hash = await self._input(question, now)
         stage = (
             (document.get("stage") or {}).get("name")
             or (document.get("promotion") or {}).get("stage")
             or question.stage
         )
         active = await self.policies.active()
-        input_hash = _hash({k: v for k, v in document.items() if k not in ("now", "now_ns")})
         key = f"{active.bundle.key}:{active.version}:{input_hash}"
         verdict, cached = self._cached(key)
         metrics.VERDICT_CACHE.labels("hit" if cached else "miss").inc()
@@ -203,6 +197,45 @@ class DecisionService:
             document=document,
         )
 
+    async def _input(self, question: Question, now: datetime) -> tuple[DecisionFacts, dict[str, Any], str]:
+        """The input document and its hash (without the time). Facts read for the same question are reused
+        while the state versions they were read at hold: one small read instead of the Stage's history."""
+        key = (question.namespace, question.promotion, question.stage, question.freight)
+        reuse = self.settings.cache_ttl_s > 0 and self.settings.cache_entries > 0
+        hit = self._inputs.get(key) if reuse else None
+        if hit is not None and hit.facts.versions is not None:
+            if await self.state.versions(question.namespace, hit.facts.versions[0]) == hit.facts.versions:
+                self._inputs.move_to_end(key)
+                metrics.INPUT_CACHE.labels("hit").inc()
+                if question.prospective:
+                    # The prospective Promotion is created "now": rebuild the document around it.
+                    document = self._document(hit.facts, question, now)
+                    return hit.facts, document, _input_hash(document)
+                return hit.facts, {**hit.document, "now": format_time(now), "now_ns": time_ns(now)}, hit.input_hash
+        if reuse:
+            metrics.INPUT_CACHE.labels("miss").inc()
+        facts = await self.state.decision_facts(
+            question.namespace, promotion=question.promotion, stage=question.stage, freight=question.freight
+        )
+        document = self._document(facts, question, now)
+        input_hash = _input_hash(document)
+        if reuse and facts.versions is not None:
+            self._inputs[key] = _ReusableInput(facts, document, input_hash)
+            self._inputs.move_to_end(key)
+            while len(self._inputs) > self.settings.cache_entries:
+                self._inputs.popitem(last=False)
+        return facts, document, input_hash
+
+    @staticmethod
+    def _document(facts: DecisionFacts, question: Question, now: datetime) -> dict[str, Any]:
+        return document_from_facts(
+            facts,
+            namespace=question.namespace,
+            now=now,
+            prospective=question.prospective,
+            prospective_freight=question.freight,
+        )
+
     def _service_checks(self, question: Question, known: bool, has_stage: bool, verdict: Verdict) -> None:
         """Denials that do not depend on any policy being enabled: the answer fails closed."""
         codes = {r.code for r in verdict.reasons}
@@ -289,6 +322,19 @@ def _copy(verdict: Verdict) -> Verdict:
         dry_run_actions=list(verdict.dry_run_actions),
         policies=list(verdict.policies),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _ReusableInput:
+    """Facts read for one question, with the document built from them (shared: never mutated)."""
+
+    facts: DecisionFacts
+    document: dict[str, Any]
+    input_hash: str
+
+
+def _input_hash(document: dict[str, Any]) -> str:
+    return _hash({k: v for k, v in document.items() if k not in ("now", "now_ns")})
 
 
 def _hash(value: Any) -> str:

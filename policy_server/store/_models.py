@@ -123,6 +123,20 @@ class AnalysisRunRow(_Recorded, Base):
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+class StateVersionRow(Base):
+    """A counter bumped by every write that changes what a decision about one Stage reads.
+
+    ``scope`` is ``stage/<name>`` (the Stage, its Promotions and its verification runs) or ``freight`` (the
+    namespace's Freight). A decision's input is reused only while both counters it was read at are unchanged.
+    """
+
+    __tablename__ = "state_versions"
+
+    namespace: Mapped[str] = mapped_column(_NAME, primary_key=True)
+    scope: Mapped[str] = mapped_column(String(260), primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 class PolicyRow(Base):
     """A policy: built in or written through the API; its active revision decides."""
 

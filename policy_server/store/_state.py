@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-from sqlalchemy import Table, and_, bindparam, func, insert, select, tuple_, update
+from sqlalchemy import Table, and_, bindparam, func, insert, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from policy_server.kargo import (
@@ -26,7 +26,7 @@ from policy_server.kargo import (
 )
 from policy_server.store._db import Database
 from policy_server.store._direct import from_db_time, to_db_time
-from policy_server.store._models import AnalysisRunRow, FreightRow, PromotionRow, StageRow
+from policy_server.store._models import AnalysisRunRow, FreightRow, PromotionRow, StageRow, StateVersionRow
 
 TABLES: dict[Kind, Table] = {
     Kind.STAGE: StageRow.__table__,  # type: ignore[dict-item]
@@ -121,6 +121,8 @@ class DecisionFacts:
     promotion: PromotionFacts | None
     stage: StageState | None
     freight: dict[str, dict[str, Any]]
+    versions: tuple[str, int, int] | None = None
+    """(Stage, its state version, the namespace's Freight version) read with the facts; None without a Stage."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +146,8 @@ class _Current:
     exists: bool
     obj: KargoObject | None = None
     dirty: bool = False
+    old_stage: str | None = None
+    """The Stage the recorded row belonged to (Promotions, AnalysisRuns)."""
 
 
 class StateStore:
@@ -171,15 +175,17 @@ class StateStore:
         async with self.db.write() as conn:
             await self._lock(conn, [key])
             table = TABLES[key.kind]
+            stage = table.c.stage if "stage" in table.c else None
             row = (
                 await conn.execute(
-                    select(table.c.resource_version, table.c.deleted).where(
+                    select(table.c.resource_version, table.c.deleted, *([stage] if stage is not None else [])).where(
                         table.c.namespace == key.namespace, table.c.name == key.name
                     )
                 )
             ).first()
             if row is None or row.deleted:
                 return False
+            await bump_versions(conn, _scopes(key, None, row[2] if stage is not None else None))
             rv = resource_version or row.resource_version
             await conn.execute(
                 update(table)
@@ -199,16 +205,18 @@ class StateStore:
             by_kind.setdefault(key.kind, []).append(key)
         for kind, kind_keys in by_kind.items():
             table = TABLES[kind]
+            stage = table.c.stage if "stage" in table.c else None
+            columns = [table.c.namespace, table.c.name, table.c.resource_version, table.c.deleted]
             for start in range(0, len(kind_keys), _CHUNK):
                 chunk = kind_keys[start : start + _CHUNK]
                 rows = await conn.execute(
-                    select(table.c.namespace, table.c.name, table.c.resource_version, table.c.deleted).where(
+                    select(*columns, *([stage] if stage is not None else [])).where(
                         tuple_(table.c.namespace, table.c.name).in_([(k.namespace, k.name) for k in chunk])
                     )
                 )
                 for row in rows:
                     current[ObjectKey(kind, row.namespace, row.name)] = _Current(
-                        row.resource_version, bool(row.deleted), True
+                        row.resource_version, bool(row.deleted), True, old_stage=row[4] if stage is not None else None
                     )
         return current
 
@@ -254,11 +262,14 @@ class StateStore:
         now = _now()
         inserts: dict[Kind, list[dict[str, Any]]] = {}
         updates: dict[Kind, list[dict[str, Any]]] = {}
+        scopes: set[tuple[str, str]] = set()
         for key, state in current.items():
             if not state.dirty or state.obj is None:
                 continue
             row = _row(state.obj, state.deleted, now)
             (updates if state.exists else inserts).setdefault(key.kind, []).append(row)
+            scopes.update(_scopes(key, state.obj.columns.get("stage"), state.old_stage))
+        await bump_versions(conn, scopes)
         for kind, rows in inserts.items():
             await conn.execute(insert(TABLES[kind]), rows)
         for kind, rows in updates.items():
@@ -425,7 +436,27 @@ class StateStore:
             if freight:
                 names.add(freight)
             freight = await self._freight(conn, namespace, sorted(names))
-        return DecisionFacts(p_facts, state, freight)
+            versions = await self._versions(conn, namespace, stage) if stage else None
+        return DecisionFacts(p_facts, state, freight, versions)
+
+    async def versions(self, namespace: str, stage: str) -> tuple[str, int, int]:
+        """The state versions a decision about ``stage`` depends on (see ``DecisionFacts.versions``)."""
+        if self.db.direct is not None:
+            with self.db.direct.read() as conn:
+                return _direct_versions(conn, namespace, stage)
+        async with self.db.read() as conn:
+            return await self._versions(conn, namespace, stage)
+
+    @staticmethod
+    async def _versions(conn: AsyncConnection, namespace: str, stage: str) -> tuple[str, int, int]:
+        table = StateVersionRow.__table__
+        rows = await conn.execute(
+            select(table.c.scope, table.c.version).where(
+                table.c.namespace == namespace, table.c.scope.in_([stage_scope(stage), FREIGHT_SCOPE])
+            )
+        )
+        found = {r.scope: r.version for r in rows}
+        return stage, found.get(stage_scope(stage), 0), found.get(FREIGHT_SCOPE, 0)
 
     async def _freight(self, conn: AsyncConnection, namespace: str, names: list[str]) -> dict[str, dict[str, Any]]:
         if not names:
@@ -447,6 +478,33 @@ class StateStore:
                     await conn.execute(select(func.count()).select_from(table).where(~table.c.deleted))
                 ).scalar_one()
         return out
+
+
+_BUMP = text(
+    "INSERT INTO state_versions (namespace, scope, version) VALUES (:namespace, :scope, 1)"
+    " ON CONFLICT (namespace, scope) DO UPDATE SET version = state_versions.version + 1"
+)
+FREIGHT_SCOPE = "freight"
+
+
+def stage_scope(stage: str) -> str:
+    """The state-version scope of one Stage."""
+    return f"stage/{stage}"
+
+
+def _scopes(key: ObjectKey, stage: str | None, old_stage: str | None) -> set[tuple[str, str]]:
+    """The state versions a change of ``key`` moves: the Stage(s) it belongs to, or the namespace's Freight."""
+    if key.kind is Kind.FREIGHT:
+        return {(key.namespace, FREIGHT_SCOPE)}
+    if key.kind is Kind.STAGE:
+        return {(key.namespace, stage_scope(key.name))}
+    return {(key.namespace, stage_scope(s)) for s in (stage, old_stage) if s}
+
+
+async def bump_versions(conn: AsyncConnection, scopes: set[tuple[str, str]]) -> None:
+    """Move the given state versions on, in one order (concurrent writers on PostgreSQL cannot deadlock)."""
+    if scopes:
+        await conn.execute(_BUMP, [{"namespace": ns, "scope": scope} for ns, scope in sorted(scopes)])
 
 
 def _key_order(key: ObjectKey) -> tuple[str, str, str]:
@@ -530,7 +588,16 @@ def _direct_decision_facts(
         marks = ", ".join("?" * len(ordered))
         sql = f"SELECT name, object FROM freight WHERE namespace = ? AND name IN ({marks}) AND deleted = 0"
         objects = {name: msgspec.json.decode(obj) for name, obj in conn.execute(sql, (namespace, *ordered))}
-    return DecisionFacts(p_facts, state, objects)
+    versions = _direct_versions(conn, namespace, stage) if stage else None
+    return DecisionFacts(p_facts, state, objects, versions)
+
+
+_SQL_VERSIONS = "SELECT scope, version FROM state_versions WHERE namespace = ? AND scope IN (?, ?)"
+
+
+def _direct_versions(conn: Any, namespace: str, stage: str) -> tuple[str, int, int]:
+    found = dict(conn.execute(_SQL_VERSIONS, (namespace, stage_scope(stage), FREIGHT_SCOPE)).fetchall())
+    return stage, found.get(stage_scope(stage), 0), found.get(FREIGHT_SCOPE, 0)
 
 
 def _direct_stage_state(conn: Any, namespace: str, name: str, recent: int) -> StageState | None:

@@ -1,0 +1,101 @@
+"""Reusing a decision's input while the state versions hold never answers from stale state."""
+
+from __future__ import annotations
+
+import copy
+import json
+from datetime import UTC, datetime
+
+from policy_server.engine import RegopyEvaluator
+from policy_server.kargo import Kind, ObjectKey, parse_body
+from policy_server.service import PolicyService
+from policy_server.service.decisions import DecisionService, DecisionSettings, Question
+from policy_server.store import Database, DecisionStore, PolicyStore, StateStore, upgrade
+from tests.integration.conftest import AR_E, PROD_P6, PROD_P7, watch_lines
+
+FREIGHT = "759376cafc8e421500b205c6eef4f1989c05217f"
+
+
+def _questions(names: list[str]) -> list[Question]:
+    out = [Question("kargo-demo", promotion=name) for name in names]
+    out += [Question("kargo-demo", stage=s, freight=f) for s in ("test", "uat", "prod") for f in (None, FREIGHT)]
+    return out + [Question("kargo-demo", promotion="not-recorded"), Question("kargo-demo", stage="not-recorded")]
+
+
+async def _service(database_url: str) -> tuple[Database, DecisionService]:
+    db = Database(database_url)
+    await upgrade(db)
+    policies = PolicyService(PolicyStore(db), RegopyEvaluator())
+    return db, DecisionService(StateStore(db), DecisionStore(db), policies, DecisionSettings(cache_ttl_s=60))
+
+
+async def _fresh(state: StateStore, question: Question, now: datetime) -> dict:
+    facts = await state.decision_facts(
+        question.namespace, promotion=question.promotion, stage=question.stage, freight=question.freight
+    )
+    return DecisionService._document(facts, question, now)
+
+
+async def test_reused_inputs_equal_a_fresh_read_at_every_step_of_the_watch_stream(database_url, fixtures_dir):
+    db, service = await _service(database_url)
+    state = service.state
+    names: list[str] = []
+    reused = 0
+    try:
+        for line in watch_lines(fixtures_dir):
+            event = json.loads(line)
+            await state.apply(parse_body(line.encode(), "application/x-ndjson"))
+            if event["object"]["kind"] == "Promotion" and event["object"]["metadata"]["name"] not in names:
+                names.append(event["object"]["metadata"]["name"])
+            for question in _questions(names):
+                for _ in range(2):  # the second time is answered from the reused input, when versions hold
+                    now = datetime.now(UTC)
+                    _, document, _ = await service._input(question, now)
+                    assert document == await _fresh(state, question, now), (line[:80], question)
+            reused += 1
+        hits = [v for k, v in service._inputs.items() if k[1] in names]
+        assert hits and reused > 10
+    finally:
+        await db.dispose()
+
+
+async def test_a_change_to_the_stage_its_promotions_runs_or_freight_is_seen_at_once(database_url, fixtures_dir):
+    db, service = await _service(database_url)
+    state = service.state
+    try:
+        for path in sorted((fixtures_dir / "snapshot").rglob("*.json")):
+            await state.apply(parse_body(path.read_bytes(), "application/json"))
+        question = Question("kargo-demo", promotion=PROD_P7)
+        versions_before = (await service.state.decision_facts("kargo-demo", promotion=PROD_P7)).versions
+        _, before, _ = await service._input(question, datetime.now(UTC))
+
+        # A verification run moved to another Stage by its label: prod's input no longer holds it.
+        run = await state.get(ObjectKey(Kind.ANALYSIS_RUN, "kargo-demo", AR_E))
+        assert run is not None and before["verification"] is not None
+        moved = copy.deepcopy(run.object)
+        moved["metadata"]["labels"]["kargo.akuity.io/stage"] = "uat"
+        moved["metadata"]["resourceVersion"] = str(int(moved["metadata"]["resourceVersion"]) + 100000)
+        await state.apply(parse_body(json.dumps(moved).encode(), "application/json"))
+        _, after, _ = await service._input(question, datetime.now(UTC))
+        assert after == await _fresh(state, question, datetime.fromisoformat(after["now"]))
+        assert (await state.versions("kargo-demo", "prod"))[1] > versions_before[1]
+
+        # A Freight's status changes: every Stage of the namespace reads it again.
+        freight = await state.get(ObjectKey(Kind.FREIGHT, "kargo-demo", FREIGHT))
+        assert freight is not None
+        changed = copy.deepcopy(freight.object)
+        changed["status"]["verifiedIn"] = {"somewhere-new": {}}
+        changed["metadata"]["resourceVersion"] = str(int(changed["metadata"]["resourceVersion"]) + 100000)
+        await state.apply(parse_body(json.dumps(changed).encode(), "application/json"))
+        _, with_freight, _ = await service._input(
+            Question("kargo-demo", stage="prod", freight=FREIGHT), datetime.now(UTC)
+        )
+        assert "somewhere-new" in with_freight["freight"][FREIGHT]["verified_in"]
+
+        # A Promotion deleted through the API's delete path.
+        assert await state.delete(ObjectKey(Kind.PROMOTION, "kargo-demo", PROD_P6))
+        _, gone, _ = await service._input(question, datetime.now(UTC))
+        assert PROD_P6 not in gone["queue"]
+        assert gone == await _fresh(state, question, datetime.fromisoformat(gone["now"]))
+    finally:
+        await db.dispose()
