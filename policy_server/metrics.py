@@ -41,6 +41,9 @@ EVALUATION_FAILURES = Counter(
 ENGINE_RESTARTS = Counter(
     "policy_server_engine_worker_restarts_total", "Rego worker processes replaced after a failure."
 )
+ENGINE_RECYCLES = Counter(
+    "policy_server_engine_worker_recycles_total", "Rego worker processes replaced because they grew large."
+)
 OPA_PUSHES = Counter("policy_server_opa_pushes_total", "Policy sets pushed to OPA servers, by result.", ["result"])
 INGESTED = Counter("policy_server_ingested_objects_total", "Ingested items, by kind and result.", ["kind", "result"])
 DECISION_LOG_BACKLOG = Gauge(

@@ -40,6 +40,15 @@ class PoolLimits:
     """Resident memory a worker may reach (``evaluation_memory_exceeded`` past it)."""
     compile_timeout_s: float = 20.0
     """Deadline of compiling a bundle or running a test module."""
+    recycle_bytes: int | None = None
+    """A worker grown past this between requests is replaced by a fresh one, its bundle compiled before it
+    serves (default: half of ``memory_bytes``). regopy keeps memory from every evaluation (bench/RESULTS.md),
+    so a long-lived worker would otherwise reach ``memory_bytes`` and fail a decision."""
+
+    @property
+    def recycle_at(self) -> int:
+        """The resident size past which an idle worker is replaced."""
+        return self.recycle_bytes if self.recycle_bytes is not None else self.memory_bytes // 2
 
 
 class _Worker:
@@ -55,6 +64,14 @@ class _Worker:
 
     def alive(self) -> bool:
         return self.process.returncode is None
+
+    def resident(self) -> int:
+        """Resident bytes of the process (0 when it cannot be read)."""
+        try:
+            with open(f"/proc/{self.pid}/statm") as handle:
+                return int(handle.read().split()[1]) * _PAGE
+        except (OSError, ValueError, IndexError):
+            return 0
 
     async def request(self, message: dict[str, Any], timeout_s: float, memory_bytes: int) -> dict[str, Any]:
         assert self.process.stdin is not None and self.process.stdout is not None
@@ -132,6 +149,9 @@ class WorkerPool:
         self._workers: list[_Worker] = []
         self._start_lock = asyncio.Lock()
         self._closed = False
+        self.recycled = 0
+        self._last_compile: dict[str, Any] | None = None
+        self._recycling: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         """Start the workers (also done lazily by the first request)."""
@@ -148,6 +168,10 @@ class WorkerPool:
     async def close(self) -> None:
         """Stop every worker."""
         self._closed = True
+        for task in list(self._recycling):
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
         for worker in self._workers:
             if worker.process.stdin is not None:
                 worker.process.stdin.close()
@@ -174,11 +198,14 @@ class WorkerPool:
         try:
             if not worker.alive():
                 worker = await self._replace(worker)
-            if compile_message is not None and compile_message["key"] not in worker.compiled:
-                reply = await worker.request(compile_message, self.limits.compile_timeout_s, self.limits.memory_bytes)
-                if not reply.get("ok"):
-                    return reply
-                worker.compiled.add(compile_message["key"])
+            if compile_message is not None:
+                self._last_compile = compile_message
+                if compile_message["key"] not in worker.compiled:
+                    limits = self.limits
+                    reply = await worker.request(compile_message, limits.compile_timeout_s, limits.memory_bytes)
+                    if not reply.get("ok"):
+                        return reply
+                    worker.compiled.add(compile_message["key"])
             return await worker.request(message, timeout_s or self.limits.timeout_s, self.limits.memory_bytes)
         except WorkerFailure as failure:
             if not failure.worker_ok:
@@ -189,7 +216,37 @@ class WorkerPool:
             worker = await self._replace(worker)
             raise
         finally:
-            self._idle.put_nowait(worker)
+            if not self._closed and worker.alive() and worker.resident() > self.limits.recycle_at:
+                task = asyncio.create_task(self._recycle(worker))
+                self._recycling.add(task)
+                task.add_done_callback(self._recycling.discard)
+            else:
+                self._idle.put_nowait(worker)
+
+    async def _recycle(self, worker: _Worker) -> None:
+        """Replace a grown worker by a fresh one that has compiled the current bundle; the old one serves no more."""
+        assert self._idle is not None
+        fresh = worker
+        try:
+            fresh = await self._spawn()
+            warm = self._last_compile
+            if warm is not None:
+                reply = await fresh.request(warm, self.limits.compile_timeout_s, self.limits.memory_bytes)
+                if reply.get("ok"):
+                    fresh.compiled.add(warm["key"])
+            self._workers = [fresh if w is worker else w for w in self._workers]
+            self.recycled += 1
+            metrics.ENGINE_RECYCLES.inc()
+            _log.info("Rego worker %s recycled (%d MiB); %s takes over", worker.pid, worker.resident() >> 20, fresh.pid)
+            await worker.kill()
+        except BaseException:
+            # Could not start a replacement: keep serving with the old worker (its hard limit still holds).
+            if fresh is not worker:
+                await fresh.kill()
+            fresh = worker
+            raise
+        finally:
+            self._idle.put_nowait(fresh)
 
     async def _replace(self, worker: _Worker) -> _Worker:
         await worker.kill()

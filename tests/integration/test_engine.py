@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -176,3 +177,41 @@ async def test_an_input_the_engine_cannot_receive_fails_closed_without_a_restart
     assert outcome.failure is not None and outcome.failure.code == "evaluation_error"
     assert evaluator.pool.restarts == 0
     await assert_still_answers(evaluator)
+
+
+async def test_regopy_keeps_memory_per_evaluation_so_grown_workers_are_recycled_between_requests():
+    """regopy 1.5.2 keeps ~16 kB per (input, query): a long-lived worker would reach its hard limit and fail a
+    decision. Past the soft limit a worker is replaced between requests, its bundle compiled first."""
+    from policy_server.engine._worker import _Engine
+
+    engine = _Engine()
+    bundle = Bundle.of([GOOD])
+    assert engine.compile(bundle.compile_message())["ok"]
+
+    def resident() -> int:
+        return int(open("/proc/self/statm").read().split()[1]) * 4096
+
+    document = {"p": 2, "queue": [{"name": f"prod.{i}", "phase": "Pending"} for i in range(100)]}
+    before = resident()
+    for _ in range(3000):
+        engine.evaluate({"op": "eval", "key": bundle.key, "calls": [(bundle.entrypoints["good"], document)]})
+    grown = resident() - before
+    assert grown > 3000 * 4096, f"regopy no longer keeps memory per evaluation ({grown} bytes): recycling may go"
+
+    evaluator = RegopyEvaluator(1, PoolLimits(recycle_bytes=1))  # every request leaves a worker past the limit
+    try:
+        seen = set()
+        for n in range(4):
+            (outcome,) = await evaluator.evaluate(bundle, [("good", {"p": n})])
+            assert outcome.failure is None
+            assert bool(outcome.deny) == (n > 1)
+            seen.update(evaluator.pool.pids)
+            for _ in range(100):  # the replacement compiles before it serves
+                if evaluator.pool.recycled >= n + 1:
+                    break
+                await asyncio.sleep(0.05)
+        assert evaluator.pool.recycled >= 3 and len(seen) >= 4
+        assert evaluator.pool.restarts == 0
+        assert all(bundle.key in w.compiled for w in evaluator.pool._workers)
+    finally:
+        await evaluator.close()
