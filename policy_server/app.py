@@ -85,6 +85,7 @@ class Services:
             PoolLimits(
                 timeout_s=settings.evaluation_timeout_ms / 1000,
                 memory_bytes=settings.engine_memory_mb * 1024 * 1024,
+                recycle_bytes=min(settings.engine_recycle_mb, settings.engine_memory_mb // 2) * 1024 * 1024,
             ),
         )
         self.engine: Evaluator = embedded

@@ -205,11 +205,10 @@ class DecisionStore:
     async def current_claim(self, namespace: str, stage: str) -> Claim | None:
         """The Stage's claim row with its holder's phase (live or not)."""
         if self.db.direct is not None:
-            with self.db.direct.read() as direct:
-                row = direct.execute(_SQL_CLAIM, (namespace, stage)).fetchone()
-            if row is None:
+            rows = self.db.direct.fetch(_SQL_CLAIM, (namespace, stage))
+            if not rows:
                 return None
-            promotion, decision_id, claimed_at, expires_at, phase = row
+            promotion, decision_id, claimed_at, expires_at, phase = rows[0]
             return Claim(promotion, decision_id, from_db_time(claimed_at), from_db_time(expires_at), phase)  # type: ignore[arg-type]
         async with self.db.read() as conn:
             return await self._claim(conn, namespace, stage)

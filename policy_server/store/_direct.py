@@ -56,14 +56,22 @@ class DirectSqlite:
         conn.execute("PRAGMA synchronous=FULL")
         return conn
 
-    @contextlib.contextmanager
-    def read(self) -> Iterator[sqlite3.Connection]:
-        """One consistent snapshot (a deferred read transaction), on the calling thread."""
+    def _read_connection(self) -> sqlite3.Connection:
         if self._reader is None or self._reader_pid != os.getpid():
             self._reader = self._connect()
             self._reader.execute("PRAGMA query_only=ON")
             self._reader_pid = os.getpid()
-        conn = self._reader
+        return self._reader
+
+    def fetch(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        """The rows of one statement (a single statement reads one snapshot without a transaction)."""
+        with _translated():
+            return self._read_connection().execute(sql, params).fetchall()
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        """One consistent snapshot (a deferred read transaction), on the calling thread."""
+        conn = self._read_connection()
         with _translated():
             conn.execute("BEGIN")
             try:
@@ -105,9 +113,3 @@ def _translated() -> Iterator[None]:
         # Locked past the busy timeout, disk I/O errors, a vanished file: the store is unavailable.
         raise Unavailable(f"the database is unavailable: {exc}") from exc
 
-
-def rows(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...] | list[Any]) -> list[sqlite3.Row]:
-    """All rows of a query, as ``sqlite3.Row``."""
-    cursor = conn.execute(sql, params)
-    cursor.row_factory = sqlite3.Row
-    return cursor.fetchall()

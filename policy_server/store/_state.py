@@ -442,8 +442,8 @@ class StateStore:
     async def versions(self, namespace: str, stage: str) -> tuple[str, int, int]:
         """The state versions a decision about ``stage`` depends on (see ``DecisionFacts.versions``)."""
         if self.db.direct is not None:
-            with self.db.direct.read() as conn:
-                return _direct_versions(conn, namespace, stage)
+            found = dict(self.db.direct.fetch(_SQL_VERSIONS, (namespace, stage_scope(stage), FREIGHT_SCOPE)))
+            return stage, found.get(stage_scope(stage), 0), found.get(FREIGHT_SCOPE, 0)
         async with self.db.read() as conn:
             return await self._versions(conn, namespace, stage)
 
