@@ -1,11 +1,14 @@
-"""Decision benchmarks, side by side in one run: the app's own trivial endpoint (the ceiling), policy-server's
-decisions (repeated and fresh), and a real OPA answering the same question with the same input (the peer).
+"""policy-server benchmarks, side by side in one run: the app's own trivial endpoint (the ceiling) and a real OPA
+answering the same question with the same input (the peer), next to policy-server's decisions; then ingestion,
+the decision log and memory.
 
-    python bench/run.py            # quick: 1k recorded Promotions, 5 s per measurement
-    python bench/run.py --full     # 1k, 100k and 1M recorded Promotions, 15 s per measurement
+    python bench/run.py            # quick: 1k recorded Promotions, 5 s per measurement, small log and memory runs
+    python bench/run.py --full     # 1k, 100k and 1M recorded Promotions, 1M logged decisions, 1M decisions for RSS
+    python bench/run.py --write    # also rewrite bench/RESULTS.md
 
-Load comes from wrk (Debian package) at 16 connections on this machine; results go to stdout and, with
---write, to bench/RESULTS.md. Compare numbers only within one run: the machine is shared and noisy.
+Decision load comes from wrk (Debian package) at 16 connections on this machine. PostgreSQL variants run when
+POLICY_SERVER_TEST_POSTGRES_URL (or --postgres) names a server; OPA ones when an `opa` binary is found. Compare
+numbers only within one run: the machine is shared and noisy.
 """
 
 from __future__ import annotations
@@ -19,13 +22,18 @@ import random
 import re
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 
@@ -33,7 +41,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 TOKEN = "pst_bench-admin-token"
+AUTH = {"authorization": f"Bearer {TOKEN}"}
 CONNECTIONS = 16
+T0 = datetime(2026, 8, 1, tzinfo=UTC)
 
 
 @dataclass
@@ -42,12 +52,17 @@ class Result:
     requests_per_s: float
     p50_ms: float
     p99_ms: float
+    ceiling: float | None = None
+    peer: float | None = None
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+@dataclass
+class Report:
+    decisions: list[Result] = field(default_factory=list)
+    other: list[str] = field(default_factory=list)
+
+
+# --- a store of realistic Stage histories, filled directly (not through HTTP) -------------------------------
 
 
 def _ulid(ms: int, n: int) -> str:
@@ -59,73 +74,186 @@ def _ulid(ms: int, n: int) -> str:
     return "".join(reversed(out)) + f"{n:016d}"
 
 
-async def fill_store(url: str, promotions: int, stages: int) -> list[tuple[str, str]]:
-    """Record ``promotions`` Promotions across ``stages`` Stages straight into the store (not through HTTP).
+def _db_time(value: datetime) -> str:
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
 
-    Each Stage has verification, a Succeeded history and one Pending Promotion at the head of its queue;
-    returns (namespace, promotion) of those heads, the questions the benchmark asks.
-    """
-    from sqlalchemy import insert
 
-    from policy_server.kargo import Kind, queue_key
-    from policy_server.store import Database, upgrade
-    from policy_server.store._state import TABLES
+def store_rows(promotions: int, stages: int) -> tuple[dict[str, list[dict]], list[tuple[str, str]]]:
+    """Rows for ``stages`` Stages across 100 namespaces: each has verification, a Succeeded history whose newest
+    Promotion passed its AnalysisRun, and one Pending Promotion at the head of its queue (the question asked)."""
+    from policy_server.kargo import queue_key
 
-    db = Database(url)
-    await upgrade(db)
-    t0 = datetime(2026, 8, 1, tzinfo=UTC)
     per_stage = max(2, promotions // stages)
+    rows: dict[str, list[dict]] = {"stages": [], "promotions": [], "analysis_runs": [], "freight": []}
     heads: list[tuple[str, str]] = []
-    stage_rows, promotion_rows = [], []
+    for n in range(min(100, stages)):
+        namespace = f"project-{n}"
+        status = {"verifiedIn": {f"stage-{n}": {}}, "currentlyIn": {f"stage-{n}": {}}}
+        rows["freight"].append({
+            "namespace": namespace, "name": "f0ea4d1b", "uid": None, "resource_version": "1", "deleted": 0,
+            "created_at": _db_time(T0), "recorded_at": _db_time(T0), "alias": "mighty-hippo",
+            "origin_kind": "Warehouse", "origin_name": "kargo-demo",
+            "object": json.dumps({"kind": "Freight", "alias": "mighty-hippo", "metadata": {"name": "f0ea4d1b"},
+                                  "status": status}),
+        })  # fmt: skip
     for s in range(stages):
         namespace, stage = f"project-{s % 100}", f"stage-{s}"
-        stage_rows.append({
-            "namespace": namespace, "name": stage, "uid": None, "resource_version": "1", "deleted": False,
-            "created_at": t0, "recorded_at": t0, "object": json.dumps({"kind": "Stage", "metadata": {"name": stage}}),
-            "has_verification": True, "health_status": "Healthy", "current_promotion": None,
-            "last_promotion": None, "current_freight_collection": "c",
-        })  # fmt: skip
+        last_collection, last_finished = None, None
         for i in range(per_stage):
-            created = t0 + timedelta(minutes=i)
-            name = f"{stage}.{_ulid(int(created.timestamp() * 1000), s)}.abcdef0"
+            created = T0 + timedelta(minutes=i)
+            name = f"{stage}.{_ulid(int(created.timestamp() * 1000), s)}.f0ea4d1"
             pending = i == per_stage - 1
-            promotion_rows.append({
-                "namespace": namespace, "name": name, "uid": None, "resource_version": str(i + 2), "deleted": False,
-                "created_at": created, "recorded_at": created, "object": "{}", "stage": stage, "freight": "f",
-                "phase": "Pending" if pending else "Succeeded", "terminal": not pending, "queue_key": queue_key(name),
-                "freight_collection": None if pending else "c", "started_at": None if pending else created,
-                "finished_at": None if pending else created + timedelta(seconds=30), "abort_requested": False,
+            finished = created + timedelta(seconds=30)
+            collection = None if pending else f"c{s:05d}{i:04d}"
+            if not pending:
+                last_collection, last_finished = collection, finished
+            rows["promotions"].append({
+                "namespace": namespace, "name": name, "uid": None, "resource_version": str(i + 2), "deleted": 0,
+                "created_at": _db_time(created), "recorded_at": _db_time(created), "stage": stage,
+                "freight": "f0ea4d1b", "phase": "Pending" if pending else "Succeeded", "terminal": 0 if pending else 1,
+                "queue_key": queue_key(name), "freight_collection": collection,
+                "started_at": None if pending else _db_time(created),
+                "finished_at": None if pending else _db_time(finished),
+                "abort_requested": 0, "object": json.dumps({"kind": "Promotion", "metadata": {"name": name}}),
             })  # fmt: skip
             if pending:
                 heads.append((namespace, name))
-        if len(promotion_rows) >= 20_000 or s == stages - 1:
-            async with db.write() as conn:
-                await conn.execute(insert(TABLES[Kind.STAGE]), stage_rows)
-                await conn.execute(insert(TABLES[Kind.PROMOTION]), promotion_rows)
-            stage_rows, promotion_rows = [], []
-    await db.dispose()
+        run_created = last_finished + timedelta(seconds=5)
+        rows["analysis_runs"].append({
+            "namespace": namespace, "name": f"{stage}.run", "uid": None, "resource_version": "1", "deleted": 0,
+            "created_at": _db_time(run_created), "recorded_at": _db_time(run_created), "stage": stage,
+            "freight_collection": last_collection, "promotion": None, "phase": "Successful", "terminated": 0,
+            "started_at": _db_time(run_created), "completed_at": _db_time(run_created + timedelta(minutes=2)),
+            "object": json.dumps({"kind": "AnalysisRun", "metadata": {"name": f"{stage}.run"}}),
+        })  # fmt: skip
+        rows["stages"].append({
+            "namespace": namespace, "name": stage, "uid": None, "resource_version": "1", "deleted": 0,
+            "created_at": _db_time(T0), "recorded_at": _db_time(T0), "has_verification": 1, "health_status": "Healthy",
+            "current_promotion": None, "last_promotion": None, "current_freight_collection": last_collection,
+            "object": json.dumps({"kind": "Stage", "metadata": {"name": stage}}),
+        })  # fmt: skip
+    return rows, heads
+
+
+def fill_sqlite(path: Path, promotions: int, stages: int) -> list[tuple[str, str]]:
+    from policy_server.store import Database, upgrade
+
+    async def migrate() -> None:
+        db = Database(f"sqlite+aiosqlite:///{path}")
+        await upgrade(db)
+        await db.dispose()
+
+    asyncio.run(migrate())
+    rows, heads = store_rows(promotions, stages)
+    conn = sqlite3.connect(path)
+    with conn:
+        for table, items in rows.items():
+            columns = list(items[0])
+            sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+            conn.executemany(sql, [tuple(r[c] for c in columns) for r in items])
+    conn.close()
     return heads
 
 
-def _wrk(url: str, seconds: int, body_file: Path | None = None, bodies: Path | None = None) -> Result | None:
-    wrk = shutil.which("wrk")
-    if wrk is None:
-        return None
+def fill_postgres(url: str, promotions: int, stages: int) -> list[tuple[str, str]]:
+    from sqlalchemy import insert
+
+    from policy_server.store import Database, upgrade
+    from policy_server.store._models import metadata
+
+    rows, heads = store_rows(promotions, stages)
+
+    def typed(table: str, row: dict) -> dict:
+        out = dict(row)
+        for column in metadata.tables[table].columns:
+            value = out.get(column.name)
+            if isinstance(value, str) and column.name.endswith("_at"):
+                out[column.name] = datetime.fromisoformat(value).replace(tzinfo=UTC)
+            elif isinstance(value, int) and column.type.python_type is bool:
+                out[column.name] = bool(value)
+        return out
+
+    async def fill() -> None:
+        db = Database(url)
+        await upgrade(db)
+        async with db.write() as conn:
+            for table, items in rows.items():
+                for start in range(0, len(items), 5000):
+                    chunk = [typed(table, r) for r in items[start : start + 5000]]
+                    await conn.execute(insert(metadata.tables[table]), chunk)
+        await db.dispose()
+
+    asyncio.run(fill())
+    return heads
+
+
+# --- processes and load ------------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _start(command: list[str], env: dict[str, str], ready: str) -> subprocess.Popen:
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(ready, timeout=1).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    process.kill()
+    raise RuntimeError(f"{command[0]} did not start")
+
+
+@contextmanager
+def server(database_url: str, workers: int, **settings: str) -> Iterator[str]:
+    """A policy-server process on ``database_url``; yields its base URL."""
+    port = _free_port()
+    env = {**os.environ, "POLICY_SERVER_DATABASE_URL": database_url, "POLICY_SERVER_PORT": str(port),
+           "POLICY_SERVER_BOOTSTRAP_TOKEN": TOKEN, "POLICY_SERVER_RATE_LIMIT_PER_S": "0",
+           "POLICY_SERVER_LOG_LEVEL": "WARNING"}  # fmt: skip
+    env.update({f"POLICY_SERVER_{k.upper()}": v for k, v in settings.items()})
+    command = [str(Path(sys.executable).parent / "policy-server"), "run", "--workers", str(workers)]
+    process = _start(command, env, f"http://127.0.0.1:{port}/ready")
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(20)
+
+
+@contextmanager
+def opa_server(opa: str) -> Iterator[str]:
+    port = _free_port()
+    command = [opa, "run", "--server", "--addr", f"127.0.0.1:{port}", "--log-level", "error"]
+    process = _start(command, dict(os.environ), f"http://127.0.0.1:{port}/health")
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.kill()
+        process.wait(10)
+
+
+def wrk(url: str, seconds: int, *, body: Path | None = None, bodies: Path | None = None) -> Result:
     script = Path(tempfile.mkstemp(suffix=".lua")[1])
     lines = [f'wrk.headers["Authorization"] = "Bearer {TOKEN}"', 'wrk.headers["Content-Type"] = "application/json"']
-    if body_file is not None:
-        lines += ['wrk.method = "POST"', f'local f = io.open("{body_file}")', "wrk.body = f:read('*a')", "f:close()"]
+    if body is not None:
+        lines += ['wrk.method = "POST"', f'local f = io.open("{body}")', "wrk.body = f:read('*a')", "f:close()"]
     if bodies is not None:
         lines += [
             'wrk.method = "POST"',
             "local bodies = {}",
             f'for line in io.lines("{bodies}") do bodies[#bodies + 1] = line end',
-            "local i = 0",
+            "local i = math.random(#bodies)",
             "request = function() i = i % #bodies + 1; return wrk.format(nil, nil, nil, bodies[i]) end",
         ]
     script.write_text("\n".join(lines) + "\n")
     out = subprocess.run(
-        [wrk, "-t2", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+        ["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", "-s", str(script), url],
         capture_output=True, text=True, timeout=seconds + 60,
     ).stdout  # fmt: skip
     script.unlink()
@@ -138,121 +266,352 @@ def _wrk(url: str, seconds: int, body_file: Path | None = None, bodies: Path | N
 
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if errors:
-        print(f"  warning: {errors.group(1)} non-2xx answers", file=sys.stderr)
+        print(f"  warning: {errors.group(1)} non-2xx answers from {url}", file=sys.stderr)
     return Result("", rate, percentile("50"), percentile("99"))
 
 
-def _start(command: list[str], env: dict[str, str], ready: str) -> subprocess.Popen:
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+def _questions(folder: Path, heads: list[tuple[str, str]]) -> tuple[Path, Path]:
+    one = folder / "one.json"
+    one.write_text(json.dumps({"promotion": {"namespace": heads[0][0], "name": heads[0][1]}}))
+    many = folder / "many.ndjson"
+    shuffled = list(heads)
+    random.Random(7).shuffle(shuffled)
+    many.write_text("\n".join(json.dumps({"promotion": {"namespace": n, "name": p}}) for n, p in shuffled) + "\n")
+    return one, many
+
+
+# --- decisions ---------------------------------------------------------------------------------------------
+
+
+def decisions_suite(
+    label: str, database_url: str, heads: list[tuple[str, str]], seconds: int, opa: str | None, workers: int,
+    *, engine: str = "regopy", peer: bool = True,
+) -> list[Result]:  # fmt: skip
+    """Ceiling, repeated and fresh decisions on one store, and the OPA peer with the same input."""
+    folder = Path(tempfile.mkdtemp(prefix="bench-q-"))
+    one, many = _questions(folder, heads)
+    results: list[Result] = []
+    with opa_server(opa) if engine == "opa" and opa else _nothing() as opa_url:
+        extra = {"engine": "opa", "opa_url": opa_url} if opa_url else {}
+        with server(database_url, workers, **extra) as base:
+            document = httpx.post(f"{base}/v1/decisions", headers=AUTH, content=one.read_text(), timeout=60).json()
+            logged = httpx.get(f"{base}/v1/decisions/{document['id']}", headers=AUTH, timeout=60).json()
+            ceiling = wrk(f"{base}/health", seconds)
+            ceiling.name = f"ceiling: GET /health, same app and server [{label}]"
+            repeated = wrk(f"{base}/v1/decisions", seconds, body=one)
+            repeated.name = f"decisions, repeated: unchanged state [{label}]"
+            results += [ceiling, repeated]
+        # Fresh: every decision reads its Stage's state and evaluates, as after a change (no reuse, no cache).
+        with server(database_url, workers, decision_cache_ms="0", **extra) as base:
+            fresh = wrk(f"{base}/v1/decisions", seconds, bodies=many)
+            fresh.name = f"decisions, fresh: read + evaluate, a different Stage each [{label}]"
+            results.append(fresh)
+    peer_rate = None
+    if opa and peer:
+        direct = opa_direct(opa, logged["input"], seconds, folder)
+        direct.name = f"peer: OPA direct, 3 built-in policies, same input [{label}]"
+        results.append(direct)
+        peer_rate = direct.requests_per_s
+    for r in results:
+        r.ceiling, r.peer = ceiling.requests_per_s, peer_rate
+    return results
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield None
+
+
+def opa_direct(opa: str, document: dict, seconds: int, folder: Path) -> Result:
+    """The same built-in policies on a real OPA, asked directly with the same input: one request answers all
+    three (each under its own parameters), as one decision does."""
+    from policy_server.engine import Bundle, PolicyCode
+    from policy_server.service.policies import builtin_dir, read_policy_dir
+
+    drafts = {d.name: read_policy_dir(d) for d in sorted(builtin_dir().iterdir()) if (d / "policy.rego").is_file()}
+    bundle = Bundle.of([PolicyCode(pid, d.source) for pid, d in drafts.items()])
+    rules = [
+        f"r{i} := x if {{\n\tx := data.{bundle.entrypoints[pid].replace('/', '.')}"
+        f' with input.parameters as input.by_policy["{pid}"]\n}}\n'
+        for i, pid in enumerate(drafts)
+    ]
+    answer = ", ".join(f'"{pid}": r{i}' for i, pid in enumerate(drafts))
+    combined = "package bench.all\n\nimport rego.v1\n\n" + "\n".join(rules) + f"\nresult := {{{answer}}}\n"
+    with opa_server(opa) as base:
+        for module in bundle.modules:
+            httpx.put(f"{base}/v1/policies/{module.name}", content=module.source).raise_for_status()
+        httpx.put(f"{base}/v1/policies/bench/all.rego", content=combined).raise_for_status()
+        by_policy = {pid: d.parameters for pid, d in drafts.items()}
+        body = folder / "opa.json"
+        body.write_text(json.dumps({"input": {**document, "by_policy": by_policy}}))
+        answer = httpx.post(f"{base}/v1/data/bench/all/result", content=body.read_text()).json()
+        assert set(answer.get("result", {})) == set(drafts), answer
+        return wrk(f"{base}/v1/data/bench/all/result", seconds, body=body)
+
+
+# --- ingestion ---------------------------------------------------------------------------------------------
+
+
+def watch_stream(count: int, offset: int) -> list[str]:
+    """``count`` watch events of real-shaped Promotions (ADDED, then MODIFIED through their phases)."""
+    template = json.loads((ROOT / "bench" / "promotion.json").read_text())
+    lines = []
+    phases = ["Pending", "Running", "Succeeded"]
+    objects = max(1, count // 3)
+    for i in range(count):
+        n, step = offset + i % objects, i // objects
+        obj = json.loads(json.dumps(template))
+        stage = f"stage-{n % 50}"
+        obj["metadata"].update(name=f"{stage}.{_ulid(1785542940000 + n, n)}.759376c", namespace="ingest",
+                               resourceVersion=str(1_000_000 + offset * 10 + i), uid=str(uuid.UUID(int=n)))  # fmt: skip
+        obj["metadata"]["labels"]["kargo.akuity.io/stage"] = stage
+        obj["spec"]["stage"] = stage
+        obj["status"] = {"phase": phases[min(step, 2)]}
+        lines.append(json.dumps({"type": "ADDED" if step == 0 else "MODIFIED", "object": obj}))
+    return lines
+
+
+def ingestion(database_url: str, workers: int, count: int) -> list[str]:
+    out = []
+    with server(database_url, workers) as base:
+        lines = watch_stream(count, 0)
+        chunks = [lines[i : i + 500] for i in range(0, len(lines), 500)]
+
+        async def post_all() -> None:
+            async with httpx.AsyncClient(base_url=base, headers=AUTH, timeout=120) as client:
+                queue = list(chunks)
+
+                async def worker() -> None:
+                    while queue:
+                        chunk = queue.pop(0)
+                        response = await client.post(
+                            "/v1/state", content="\n".join(chunk), headers={"content-type": "application/x-ndjson"}
+                        )
+                        response.raise_for_status()
+
+                await asyncio.gather(*(worker() for _ in range(4)))
+
+        started = time.perf_counter()
+        asyncio.run(post_all())
+        elapsed = time.perf_counter() - started
+        rate = count / elapsed
+        out.append(f"ingestion: POST /v1/state, NDJSON watch stream, 500 events/request, 4 clients: {rate:,.0f}/s")
+        stream = Path(tempfile.mkstemp(suffix=".ndjson")[1])
+        stream.write_text("\n".join(watch_stream(count, count)) + "\n")
+        command = [str(Path(sys.executable).parent / "policy-server"), "ingest", "--url", base, "--token", TOKEN,
+                   "--batch", "500", str(stream)]  # fmt: skip
+        started = time.perf_counter()
+        subprocess.run(command, check=True, capture_output=True)
+        elapsed = time.perf_counter() - started
+        rate = count / elapsed
+        out.append(f"ingestion: policy-server ingest --batch 500 (a CLI process, same stream shape): {rate:,.0f}/s")
+        stream.unlink()
+    return out
+
+
+# --- the decision log --------------------------------------------------------------------------------------
+
+
+def decision_log(workers: int, logged: int, seconds: int) -> list[str]:
+    """Bytes per logged decision, and browsing latency with filters once ``logged`` decisions are kept."""
+    folder = Path(tempfile.mkdtemp(prefix="bench-log-"))
+    path = folder / "store.db"
+    heads = fill_sqlite(path, 1000, 100)
+    url = f"sqlite+aiosqlite:///{path}"
+    with server(url, workers) as base:
+        sample = httpx.post(f"{base}/v1/decisions", headers=AUTH, timeout=60,
+                            json={"promotion": {"namespace": heads[0][0], "name": heads[0][1]}}).json()  # fmt: skip
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    row = conn.execute("SELECT * FROM decisions WHERE id = ?", (sample["id"],)).fetchone()
+    reasons = conn.execute("SELECT * FROM decision_reasons WHERE decision_id = ?", (sample["id"],)).fetchall()
+    stored_input = conn.execute("SELECT * FROM decision_inputs WHERE decision_id = ?", (sample["id"],)).fetchone()
+    columns = [d[0] for d in conn.execute("SELECT * FROM decisions LIMIT 0").description]
+    before = path.stat().st_size
+    base_ms = int(T0.timestamp() * 1000)
+    with conn:
+        for start in range(0, logged, 20_000):
+            batch, reason_rows, input_rows = [], [], []
+            for n in range(start, min(logged, start + 20_000)):
+                values = dict(zip(columns, row, strict=True))
+                namespace, promotion = heads[n % len(heads)]
+                values.update(id=_ulid(base_ms + n * 60, n).upper()[:26], namespace=namespace, promotion=promotion,
+                              stage=promotion.split(".")[0], fold_key=f"{n:064d}")  # fmt: skip
+                batch.append(tuple(values[c] for c in columns))
+                reason_rows += [(values["id"], *r[1:]) for r in reasons]
+                input_rows.append((values["id"], *stored_input[1:]))
+            conn.executemany(f"INSERT INTO decisions VALUES ({', '.join('?' * len(columns))})", batch)
+            conn.executemany("INSERT INTO decision_inputs VALUES (?, ?, ?)", input_rows)
+            if reason_rows:
+                marks = ", ".join("?" * len(reason_rows[0]))
+                conn.executemany(f"INSERT INTO decision_reasons VALUES ({marks})", reason_rows)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    per_decision = (path.stat().st_size - before) / logged
+    out = [f"decision log: {per_decision:,.0f} bytes per logged decision (row, input, reasons, indexes; "
+           f"{len(json.dumps(sample))} bytes as answered)"]  # fmt: skip
+    namespace, promotion = heads[3]
+    queries = {
+        "namespace": f"namespace={namespace}&limit=50",
+        "namespace+stage": f"namespace={namespace}&stage={promotion.split('.')[0]}&limit=50",
+        "promotion": f"namespace={namespace}&promotion={promotion}&limit=50",
+        "code": f"code={sample['reasons'][0]['code'] if sample['reasons'] else 'not_queue_head'}&limit=50",
+        "allow=false+since": f"allow=false&since={quote((T0 + timedelta(days=2)).isoformat())}&limit=50",
+    }
+    with server(url, workers) as base:
+        for name, query in queries.items():
+            probe = httpx.get(f"{base}/v1/decisions?{query}", headers=AUTH, timeout=60)
+            probe.raise_for_status()
+            result = wrk(f"{base}/v1/decisions?{query}", seconds)
+            items = len(probe.json()["items"])
+            out.append(f"GET /v1/decisions?{name} at {logged:,} logged: {result.requests_per_s:,.0f} req/s, "
+                       f"p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms ({items} items)")  # fmt: skip
+    shutil.rmtree(folder, ignore_errors=True)
+    return out
+
+
+# --- memory ------------------------------------------------------------------------------------------------
+
+
+def _tree_rss(pid: int) -> int:
+    """Resident bytes of a process and all its descendants."""
+    total, stack = 0, [pid]
+    while stack:
+        current = stack.pop()
         try:
-            if httpx.get(ready, timeout=1).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    process.kill()
-    raise RuntimeError(f"{command[0]} did not start")
+            status = Path(f"/proc/{current}/status").read_text()
+            total += int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) * 1024
+            for task in Path(f"/proc/{current}/task").iterdir():
+                children = (task / "children").read_text().split()
+                stack += [int(c) for c in children]
+        except (OSError, AttributeError):
+            continue
+    return total
 
 
-def run_size(promotions: int, seconds: int, opa: str | None) -> list[Result]:
-    stages = max(10, min(10_000, promotions // 10))
-    folder = Path(tempfile.mkdtemp(prefix="bench-"))
+def memory(workers: int, decisions: int) -> list[str]:
+    """Resident size of the service (with its Rego workers) over ``decisions`` decisions of many questions."""
+    folder = Path(tempfile.mkdtemp(prefix="bench-mem-"))
+    heads = fill_sqlite(folder / "store.db", 100_000, 10_000)
+    _, many = _questions(folder, heads)
     url = f"sqlite+aiosqlite:///{folder / 'store.db'}"
-    started = time.perf_counter()
-    heads = asyncio.run(fill_store(url, promotions, stages))
-    print(f"store: {promotions} promotions over {stages} stages in {time.perf_counter() - started:.1f} s")
     port = _free_port()
     env = {**os.environ, "POLICY_SERVER_DATABASE_URL": url, "POLICY_SERVER_PORT": str(port),
            "POLICY_SERVER_BOOTSTRAP_TOKEN": TOKEN, "POLICY_SERVER_RATE_LIMIT_PER_S": "0",
            "POLICY_SERVER_LOG_LEVEL": "WARNING"}  # fmt: skip
-    server = _start([str(Path(sys.executable).parent / "policy-server"), "run"], env, f"http://127.0.0.1:{port}/ready")
-    base = f"http://127.0.0.1:{port}"
-    results: list[Result] = []
+    command = [str(Path(sys.executable).parent / "policy-server"), "run", "--workers", str(workers)]
+    process = _start(command, env, f"http://127.0.0.1:{port}/ready")
+    samples: list[tuple[int, int]] = []
+    done = 0
     try:
-        namespace, name = heads[0]
-        one = folder / "one.json"
-        one.write_text(json.dumps({"promotion": {"namespace": namespace, "name": name}}))
-        many = folder / "many.ndjson"
-        random.Random(7).shuffle(heads)
-        many.write_text("\n".join(json.dumps({"promotion": {"namespace": n, "name": p}}) for n, p in heads) + "\n")
-        for label, result in (
-            ("ceiling: GET /health (same app, same server)", _wrk(f"{base}/health", seconds)),
-            ("decisions, repeated (unchanged state)", _wrk(f"{base}/v1/decisions", seconds, body_file=one)),
-            ("decisions, fresh (a different Stage each time)", _wrk(f"{base}/v1/decisions", seconds, bodies=many)),
-        ):
-            if result is not None:
-                result.name = f"{label} [{promotions} promotions]"
-                results.append(result)
-        if opa:
-            document = httpx.post(f"{base}/v1/decisions", headers={"authorization": f"Bearer {TOKEN}"},
-                                  content=one.read_text(), timeout=30).json()["id"]  # fmt: skip
-            logged = httpx.get(f"{base}/v1/decisions/{document}", headers={"authorization": f"Bearer {TOKEN}"}).json()
-            results += _opa_peer(opa, logged["input"], seconds, folder, promotions)
+        warm = wrk(f"http://127.0.0.1:{port}/v1/decisions", 5, bodies=many)
+        done += int(warm.requests_per_s * 5)
+        samples.append((done, _tree_rss(process.pid)))
+        while done < decisions:
+            chunk = wrk(f"http://127.0.0.1:{port}/v1/decisions", 20, bodies=many)
+            done += int(chunk.requests_per_s * 20)
+            samples.append((done, _tree_rss(process.pid)))
     finally:
-        server.terminate()
-        server.wait(10)
-    return results
+        process.terminate()
+        process.wait(20)
+        shutil.rmtree(folder, ignore_errors=True)
+    first, last = samples[0][1], samples[-1][1]
+    peak = max(s for _, s in samples)
+    trace = ", ".join(f"{n // 1000}k: {s / 2**20:.0f}" for n, s in samples[:: max(1, len(samples) // 8)])
+    return [
+        f"memory: service + Rego workers {first / 2**20:.0f} MiB after warm-up, {last / 2**20:.0f} MiB after "
+        f"{done:,} decisions ({(last - first) / first:+.1%}; peak {peak / 2**20:.0f} MiB). MiB by decisions: {trace}"
+    ]
 
 
-def _opa_peer(opa: str, document: dict, seconds: int, folder: Path, promotions: int) -> list[Result]:
-    """The same built-in policies on a real OPA, asked directly with the same input (one policy per request)."""
-    from policy_server.engine import Bundle, PolicyCode
-    from policy_server.service.policies import builtin_dir, read_policy_dir
+# --- main --------------------------------------------------------------------------------------------------
 
-    port = _free_port()
-    process = _start([opa, "run", "--server", "--addr", f"127.0.0.1:{port}", "--log-level", "error"], dict(os.environ),
-                     f"http://127.0.0.1:{port}/health")  # fmt: skip
+
+@contextmanager
+def postgres_database(server_url: str) -> Iterator[str]:
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    url = make_url(server_url)
+    name = f"bench_{uuid.uuid4().hex[:10]}"
+
+    async def admin(statement: str) -> None:
+        conn = await asyncpg.connect(user=url.username, password=url.password, host=url.host, port=url.port or 5432,
+                                     database=url.database)  # fmt: skip
+        try:
+            await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
     try:
-        drafts = {d.name: read_policy_dir(d) for d in sorted(builtin_dir().iterdir()) if (d / "policy.rego").is_file()}
-        bundle = Bundle.of([PolicyCode(pid, d.source) for pid, d in drafts.items()])
-        for module in bundle.modules:
-            httpx.put(f"http://127.0.0.1:{port}/v1/policies/{module.name}", content=module.source).raise_for_status()
-        entry = bundle.entrypoints["block-while-verifying"]
-        body = folder / "opa.json"
-        body.write_text(json.dumps({"input": {**document, "parameters": drafts["block-while-verifying"].parameters}}))
-        result = _wrk(f"http://127.0.0.1:{port}/v1/data/{entry}", seconds, body_file=body)
-        if result is None:
-            return []
-        result.name = f"peer: OPA, one policy, same input, direct [{promotions} promotions]"
-        return [result]
+        yield url.set(database=name).render_as_string(hide_password=False)
     finally:
-        process.kill()
-        process.wait(10)
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--full", action="store_true", help="1k, 100k and 1M promotions, longer runs")
+    parser.add_argument("--full", action="store_true", help="1k, 100k and 1M promotions, 1M logged, 1M decisions")
     parser.add_argument("--write", action="store_true", help="write bench/RESULTS.md")
+    parser.add_argument("--workers", type=int, default=2, help="policy-server run --workers (default 2: one a core)")
     parser.add_argument("--opa", default=os.environ.get("POLICY_SERVER_TEST_OPA") or shutil.which("opa")
                         or str(Path.home() / "go/bin/opa"))  # fmt: skip
+    parser.add_argument("--postgres", default=os.environ.get("POLICY_SERVER_TEST_POSTGRES_URL"))
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is missing: apt-get install wrk")
     opa = args.opa if args.opa and Path(args.opa).is_file() else None
     sizes, seconds = ([1_000, 100_000, 1_000_000], 15) if args.full else ([1_000], 5)
-    results: list[Result] = []
+    logged, decisions = (1_000_000, 1_000_000) if args.full else (20_000, 20_000)
+    report = Report()
     for size in sizes:
-        results += run_size(size, seconds, opa)
-    ceiling = next((r.requests_per_s for r in results if r.name.startswith("ceiling")), None)
-    peer = next((r.requests_per_s for r in results if r.name.startswith("peer")), None)
-    header = f"{'measurement':<75} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'/ceiling':>9} {'/OPA':>6}"
+        folder = Path(tempfile.mkdtemp(prefix="bench-"))
+        started = time.perf_counter()
+        heads = fill_sqlite(folder / "store.db", size, max(10, min(10_000, size // 100)))
+        print(f"store: {size:,} promotions over {len(heads):,} stages in {time.perf_counter() - started:.1f} s")
+        url = f"sqlite+aiosqlite:///{folder / 'store.db'}"
+        report.decisions += decisions_suite(f"SQLite, regopy, {size:,}", url, heads, seconds, opa, args.workers)
+        if size == sizes[0] and opa:
+            report.decisions += decisions_suite(
+                f"SQLite, OPA engine, {size:,}", url, heads, seconds, opa, args.workers, engine="opa", peer=False
+            )
+            for r in report.decisions[-3:]:
+                r.peer = report.decisions[-4].peer
+        shutil.rmtree(folder, ignore_errors=True)
+    if args.postgres:
+        with postgres_database(args.postgres) as url:
+            heads = fill_postgres(url, 1_000, 10)
+            report.decisions += decisions_suite("PostgreSQL, regopy, 1,000", url, heads, seconds, opa, args.workers)
+    folder = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    events = 30_000 if args.full else 6_000
+    report.other += ingestion(f"sqlite+aiosqlite:///{folder / 'store.db'}", args.workers, events)
+    shutil.rmtree(folder, ignore_errors=True)
+    report.other += decision_log(args.workers, logged, seconds)
+    report.other += memory(args.workers, decisions)
+
+    header = f"{'measurement':<80} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'/ceiling':>8} {'/OPA':>5}"
     lines = [header, "-" * len(header)]
-    for r in results:
-        vs_ceiling = f"{r.requests_per_s / ceiling:.2f}" if ceiling else "-"
-        vs_peer = f"{r.requests_per_s / peer:.2f}" if peer else "-"
+    for r in report.decisions:
+        vs_ceiling = f"{r.requests_per_s / r.ceiling:.2f}" if r.ceiling else "-"
+        vs_peer = f"{r.requests_per_s / r.peer:.2f}" if r.peer else "-"
         lines.append(
-            f"{r.name:<75} {r.requests_per_s:>9.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {vs_ceiling:>9} {vs_peer:>6}"
+            f"{r.name:<80} {r.requests_per_s:>8.0f} {r.p50_ms:>7.2f} {r.p99_ms:>7.2f} {vs_ceiling:>8} {vs_peer:>5}"
         )
-    print("\n".join(lines))
+    text = "\n".join(lines) + "\n\n" + "\n".join(report.other)
+    print(text)
     if args.write:
-        machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+        cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name")), platform.machine())  # fmt: skip
+        machine = f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
         command = "python bench/run.py" + (" --full" if args.full else "") + " --write"
-        (ROOT / "bench" / "RESULTS.md").write_text(
-            f"# Benchmark results\n\n{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {machine}; `{command}`\n"
-            f"(wrk, {CONNECTIONS} connections, load generator on the same machine; compare within one run).\n\n"
-            "```\n" + "\n".join(lines) + "\n```\n"
+        results = ROOT / "bench" / "RESULTS.md"
+        previous = results.read_text() if results.exists() else ""
+        notes = previous.split("<!-- notes -->", 1)[1] if "<!-- notes -->" in previous else "\n"
+        results.write_text(
+            f"# Benchmark results\n\n{datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {machine}; `{command}` "
+            f"(policy-server run --workers {args.workers}; wrk, {CONNECTIONS} connections, on the same machine; "
+            "compare within one run).\n\n```\n" + text + "\n```\n\n<!-- notes -->" + notes
         )
 
 

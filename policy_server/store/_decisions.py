@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,11 +18,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from policy_server.kargo import PROMOTION_TERMINAL_PHASES
 from policy_server.store._db import Database
 from policy_server.store._direct import DirectSqlite, from_db_time, to_db_time
-from policy_server.store._models import DecisionReasonRow, DecisionRow, PromotionRow, StageClaimRow
+from policy_server.store._models import DecisionInputRow, DecisionReasonRow, DecisionRow, PromotionRow, StageClaimRow
 
 _D = DecisionRow.__table__
 _R = DecisionReasonRow.__table__
 _C = StageClaimRow.__table__
+_I = DecisionInputRow.__table__
 _P = PromotionRow.__table__
 
 
@@ -157,9 +159,10 @@ class DecisionStore:
                 duration_ms=entry.duration_ms,
                 caller=entry.caller[:253],
                 result=_json.encode(entry.result).decode(),
-                input=_json.encode(entry.input).decode(),
             )
         )
+        encoding, body = encode_input(entry.input)
+        await conn.execute(insert(_I).values(decision_id=entry.id, encoding=encoding, body=body))
         if entry.reasons:
             await conn.execute(
                 insert(_R),
@@ -231,15 +234,23 @@ class DecisionStore:
     async def get(self, decision_id: str) -> LoggedDecision | None:
         """One decision with its input."""
         async with self.db.read() as conn:
-            row = (await conn.execute(select(_D).where(_D.c.id == decision_id))).first()
+            row = (
+                await conn.execute(
+                    select(_D, _I.c.encoding, _I.c.body)
+                    .select_from(_D.outerjoin(_I, _I.c.decision_id == _D.c.id))
+                    .where(_D.c.id == decision_id)
+                )
+            ).first()
         return _logged(row, with_input=True) if row is not None else None
 
     async def list(
         self, where: DecisionFilter, *, before: str | None = None, limit: int = 50, with_input: bool = False
     ) -> list[LoggedDecision]:
         """Decisions matching ``where``, newest first, older than the ``before`` id (the cursor)."""
-        columns = [c for c in _D.c if with_input or c.name != "input"]
-        query = select(*columns).where(*self._conditions(where))
+        query = select(_D).where(*self._conditions(where))
+        if with_input:
+            query = select(_D, _I.c.encoding, _I.c.body).select_from(_D.outerjoin(_I, _I.c.decision_id == _D.c.id))
+            query = query.where(*self._conditions(where))
         if before is not None:
             query = query.where(_D.c.id < before)
         async with self.db.read() as conn:
@@ -268,6 +279,7 @@ class DecisionStore:
                 if not ids:
                     return removed
                 await conn.execute(delete(_R).where(_R.c.decision_id.in_(ids)))
+                await conn.execute(delete(_I).where(_I.c.decision_id.in_(ids)))
                 await conn.execute(delete(_D).where(_D.c.id.in_(ids)))
                 removed += len(ids)
 
@@ -320,8 +332,21 @@ def _logged(row: Any, *, with_input: bool) -> LoggedDecision:
         duration_ms=row.duration_ms,
         caller=row.caller,
         result=json.loads(row.result),
-        input=json.loads(row.input) if with_input else None,
+        input=decode_input(row.encoding, row.body) if with_input else None,
     )
+
+
+def encode_input(document: dict[str, Any]) -> tuple[str, bytes]:
+    """How an input document is stored: compressed JSON (a few kB become under one)."""
+    return "zlib", zlib.compress(_json.encode(document), 3)
+
+
+def decode_input(encoding: str | None, body: bytes | None) -> dict[str, Any] | None:
+    """A stored input document back (None when it was never stored)."""
+    if body is None:
+        return None
+    raw = zlib.decompress(body) if encoding == "zlib" else bytes(body)
+    return msgspec.json.decode(raw)
 
 
 # --- the decision log on SQLite, written directly (see _direct.py) ----------------------------------------
@@ -341,9 +366,10 @@ _SQL_LAST_BY_STAGE = (
 _SQL_FOLD = "UPDATE decisions SET last_at = ?, repeat_count = repeat_count + 1 WHERE id = ?"
 _SQL_INSERT = (
     "INSERT INTO decisions (id, namespace, stage, promotion, prospective, freight, allow, claimed, evaluated_at,"
-    " last_at, repeat_count, fold_key, input_hash, duration_ms, caller, result, input)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?)"
+    " last_at, repeat_count, fold_key, input_hash, duration_ms, caller, result)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?)"
 )
+_SQL_INPUT = "INSERT INTO decision_inputs (decision_id, encoding, body) VALUES (?, ?, ?)"
 _SQL_REASON = "INSERT INTO decision_reasons (decision_id, position, kind, policy, code) VALUES (?, ?, ?, ?, ?)"
 _json = msgspec.json.Encoder()
 
@@ -370,9 +396,10 @@ def _direct_record(conn: sqlite3.Connection, entry: DecisionEntry) -> tuple[str,
         (
             entry.id, entry.namespace, entry.stage, entry.promotion, int(entry.prospective), entry.freight,
             int(entry.allow), int(entry.claimed), at, at, entry.fold_key, entry.input_hash, entry.duration_ms,
-            entry.caller[:253], _json.encode(entry.result).decode(), _json.encode(entry.input).decode(),
+            entry.caller[:253], _json.encode(entry.result).decode(),
         ),
     )  # fmt: skip
+    conn.execute(_SQL_INPUT, (entry.id, *encode_input(entry.input)))
     if entry.reasons:
         conn.executemany(
             _SQL_REASON,

@@ -112,4 +112,3 @@ def _translated() -> Iterator[None]:
     except sqlite3.OperationalError as exc:
         # Locked past the busy timeout, disk I/O errors, a vanished file: the store is unavailable.
         raise Unavailable(f"the database is unavailable: {exc}") from exc
-

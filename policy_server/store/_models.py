@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import BigInteger, Boolean, DateTime, Float, Index, MetaData, String, Text, TypeDecorator
+from sqlalchemy import BigInteger, Boolean, DateTime, Float, Index, LargeBinary, MetaData, String, Text, TypeDecorator
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 _NAMING = {
@@ -221,8 +221,17 @@ class DecisionRow(Base):
     caller: Mapped[str] = mapped_column(String(253), default="")
     result: Mapped[str] = mapped_column(Text)
     """JSON: reasons, warnings, dry_run, actions, policies."""
-    input: Mapped[str] = mapped_column(Text)
-    """JSON: the input document that was evaluated."""
+
+
+class DecisionInputRow(Base):
+    """The input document a logged decision evaluated, kept apart so that browsing the log never reads it."""
+
+    __tablename__ = "decision_inputs"
+
+    decision_id: Mapped[str] = mapped_column(String(26), primary_key=True)
+    encoding: Mapped[str] = mapped_column(String(8))
+    """``zlib`` (compressed JSON) or ``json``."""
+    body: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class DecisionReasonRow(Base):

@@ -11,7 +11,7 @@ from sqlalchemy import select, text
 from policy_server.errors import Unavailable
 from policy_server.kargo import Kind, parse_body
 from policy_server.store import Database, DecisionEntry, DecisionStore, StateStore, upgrade
-from policy_server.store._models import DecisionReasonRow, DecisionRow
+from policy_server.store._models import DecisionInputRow, DecisionReasonRow, DecisionRow
 from policy_server.store._state import TABLES
 from tests.integration.conftest import watch_lines
 
@@ -92,9 +92,10 @@ async def _rows(path: Path) -> tuple[list, list]:
         async with db.read() as conn:
             decisions = [tuple(r) for r in (await conn.execute(select(DecisionRow).order_by(DecisionRow.id))).all()]
             reasons = (await conn.execute(select(DecisionReasonRow.__table__))).all()
+            inputs = (await conn.execute(select(DecisionInputRow.__table__))).all()
     finally:
         await db.dispose()
-    return decisions, sorted(tuple(r) for r in reasons)
+    return decisions, sorted(tuple(r) for r in reasons) + sorted(tuple(r) for r in inputs)
 
 
 async def test_the_decision_log_is_written_the_same_way_and_folds_the_same(tmp_path):
@@ -125,7 +126,7 @@ async def test_the_decision_log_is_written_the_same_way_and_folds_the_same(tmp_p
         [("01KZ" + "1".zfill(22), 1)],
         [("01KZ" + "1".zfill(22), 2), (_id(3), 1), (_id(4), 1), (_id(3), 2)],
     ]
-    assert len(decisions) == 3 and len(reasons) == 2
+    assert len(decisions) == 3 and len(reasons) == 2 + 3  # two reasons, three inputs
 
 
 def _id(n: int) -> str:

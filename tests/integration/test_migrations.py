@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
@@ -41,3 +43,37 @@ async def test_ready_reports_an_unmigrated_database(settings):
 async def test_ready_once_migrated(client):
     response = await client.get("/ready")
     assert response.status_code == 200 and response.json()["ready"] is True
+
+
+async def test_decisions_logged_before_inputs_moved_keep_their_inputs(database_url):
+    from sqlalchemy import text
+
+    from policy_server.store import DecisionFilter, DecisionStore
+
+    db = Database(database_url)
+    try:
+        await upgrade(db, "0006")
+        async with db.write() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO decisions (id, namespace, stage, promotion, prospective, freight, allow, claimed,"
+                    " evaluated_at, last_at, repeat_count, fold_key, input_hash, duration_ms, caller, result, input)"
+                    " VALUES ('01KZ0000000000000000000001', 'kargo-demo', 'prod', 'p1', :f, NULL, :f, :f,"
+                    " :at, :at, 1, 'k', 'h', 1.5, 'test', :result, :input)"
+                ),
+                {
+                    "f": False,
+                    "at": datetime(2026, 11, 1, tzinfo=UTC),
+                    "result": '{"allow": false, "reasons": []}',
+                    "input": '{"version": 1, "namespace": "kargo-demo", "note": "naïve ✓"}',
+                },
+            )
+        await upgrade(db)
+        store = DecisionStore(db)
+        logged = await store.get("01KZ0000000000000000000001")
+        assert logged is not None
+        assert logged.input == {"version": 1, "namespace": "kargo-demo", "note": "naïve ✓"}
+        (listed,) = await store.list(DecisionFilter(namespace="kargo-demo"))
+        assert listed.input is None and listed.result["allow"] is False
+    finally:
+        await db.dispose()
