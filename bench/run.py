@@ -418,45 +418,56 @@ def decision_log(workers: int, logged: int, seconds: int) -> list[str]:
     path = folder / "store.db"
     heads = fill_sqlite(path, 1000, 100)
     url = f"sqlite+aiosqlite:///{path}"
+    namespace, head = heads[0]
     with server(url, workers) as base:
-        sample = httpx.post(f"{base}/v1/decisions", headers=AUTH, timeout=60,
-                            json={"promotion": {"namespace": heads[0][0], "name": heads[0][1]}}).json()  # fmt: skip
+        allowed = httpx.post(f"{base}/v1/decisions", headers=AUTH, timeout=60,
+                             json={"promotion": {"namespace": namespace, "name": head}}).json()  # fmt: skip
+        denied = httpx.post(f"{base}/v1/decisions", headers=AUTH, timeout=60,
+                            json={"stage": {"namespace": namespace, "name": head.split(".")[0]},
+                                  "freight": "f0ea4d1b"}).json()  # fmt: skip
+    assert allowed["allow"] and not denied["allow"], (allowed, denied)
     conn = sqlite3.connect(path)
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    row = conn.execute("SELECT * FROM decisions WHERE id = ?", (sample["id"],)).fetchone()
-    reasons = conn.execute("SELECT * FROM decision_reasons WHERE decision_id = ?", (sample["id"],)).fetchall()
-    stored_input = conn.execute("SELECT * FROM decision_inputs WHERE decision_id = ?", (sample["id"],)).fetchone()
     columns = [d[0] for d in conn.execute("SELECT * FROM decisions LIMIT 0").description]
+    templates = []
+    for sample in (allowed, denied):
+        row = conn.execute("SELECT * FROM decisions WHERE id = ?", (sample["id"],)).fetchone()
+        reasons = conn.execute("SELECT * FROM decision_reasons WHERE decision_id = ?", (sample["id"],)).fetchall()
+        stored = conn.execute("SELECT * FROM decision_inputs WHERE decision_id = ?", (sample["id"],)).fetchone()
+        templates.append((dict(zip(columns, row, strict=True)), reasons, stored))
     before = path.stat().st_size
     base_ms = int(T0.timestamp() * 1000)
     with conn:
         for start in range(0, logged, 20_000):
             batch, reason_rows, input_rows = [], [], []
             for n in range(start, min(logged, start + 20_000)):
-                values = dict(zip(columns, row, strict=True))
+                template, reasons, stored = templates[n % 2]
+                values = dict(template)
                 namespace, promotion = heads[n % len(heads)]
-                values.update(id=_ulid(base_ms + n * 60, n).upper()[:26], namespace=namespace, promotion=promotion,
-                              stage=promotion.split(".")[0], fold_key=f"{n:064d}")  # fmt: skip
+                at = T0 + timedelta(seconds=n * 6)
+                values.update(id=_ulid(base_ms + n * 6000, n).upper()[:26], namespace=namespace,
+                              promotion=promotion if values["promotion"] else None, stage=promotion.split(".")[0],
+                              fold_key=f"{n:064d}", evaluated_at=_db_time(at), last_at=_db_time(at))  # fmt: skip
                 batch.append(tuple(values[c] for c in columns))
                 reason_rows += [(values["id"], *r[1:]) for r in reasons]
-                input_rows.append((values["id"], *stored_input[1:]))
+                input_rows.append((values["id"], *stored[1:]))
             conn.executemany(f"INSERT INTO decisions VALUES ({', '.join('?' * len(columns))})", batch)
             conn.executemany("INSERT INTO decision_inputs VALUES (?, ?, ?)", input_rows)
-            if reason_rows:
-                marks = ", ".join("?" * len(reason_rows[0]))
-                conn.executemany(f"INSERT INTO decision_reasons VALUES ({marks})", reason_rows)
+            conn.executemany("INSERT INTO decision_reasons VALUES (?, ?, ?, ?, ?)", reason_rows)
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
     per_decision = (path.stat().st_size - before) / logged
-    out = [f"decision log: {per_decision:,.0f} bytes per logged decision (row, input, reasons, indexes; "
-           f"{len(json.dumps(sample))} bytes as answered)"]  # fmt: skip
+    out = [f"decision log: {per_decision:,.0f} bytes per logged decision (row, compressed input, reasons, indexes; "
+           f"answers are {len(json.dumps(allowed))}-{len(json.dumps(denied))} bytes)"]  # fmt: skip
     namespace, promotion = heads[3]
     queries = {
         "namespace": f"namespace={namespace}&limit=50",
         "namespace+stage": f"namespace={namespace}&stage={promotion.split('.')[0]}&limit=50",
         "promotion": f"namespace={namespace}&promotion={promotion}&limit=50",
-        "code": f"code={sample['reasons'][0]['code'] if sample['reasons'] else 'not_queue_head'}&limit=50",
-        "allow=false+since": f"allow=false&since={quote((T0 + timedelta(days=2)).isoformat())}&limit=50",
+        "code": f"code={denied['reasons'][0]['code']}&limit=50",
+        "allow=false": "allow=false&limit=50",
+        "since+until (12 h)": f"since={quote((T0 + timedelta(hours=12)).isoformat())}"
+        f"&until={quote((T0 + timedelta(hours=24)).isoformat())}&limit=50",
     }
     with server(url, workers) as base:
         for name, query in queries.items():

@@ -197,6 +197,8 @@ class DecisionRow(Base):
         Index("ix_decisions_stage", "namespace", "stage", "id"),
         Index("ix_decisions_promotion", "namespace", "promotion", "id"),
         Index("ix_decisions_last_at", "last_at"),
+        Index("ix_decisions_namespace", "namespace", "id"),
+        Index("ix_decisions_allow", "allow", "id"),
     )
 
     id: Mapped[str] = mapped_column(String(26), primary_key=True)
