@@ -459,7 +459,7 @@ def decision_log(workers: int, logged: int, seconds: int) -> list[str]:
     per_decision = (path.stat().st_size - before) / logged
     out = [f"decision log: {per_decision:,.0f} bytes per logged decision (row, compressed input, reasons, indexes; "
            f"answers are {len(json.dumps(allowed))}-{len(json.dumps(denied))} bytes)"]  # fmt: skip
-    namespace, promotion = heads[3]
+    namespace, promotion = heads[4]  # an even row: the allowed template, which names its Promotion
     queries = {
         "namespace": f"namespace={namespace}&limit=50",
         "namespace+stage": f"namespace={namespace}&stage={promotion.split('.')[0]}&limit=50",
@@ -469,7 +469,8 @@ def decision_log(workers: int, logged: int, seconds: int) -> list[str]:
         "since+until (12 h)": f"since={quote((T0 + timedelta(hours=12)).isoformat())}"
         f"&until={quote((T0 + timedelta(hours=24)).isoformat())}&limit=50",
     }
-    with server(url, workers) as base:
+    # The generated decisions are months old: keep them from the retention pruner.
+    with server(url, workers, decision_retention_hours="1000000") as base:
         for name, query in queries.items():
             probe = httpx.get(f"{base}/v1/decisions?{query}", headers=AUTH, timeout=60)
             probe.raise_for_status()
