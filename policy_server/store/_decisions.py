@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
-from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy import and_, bindparam, delete, insert, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from policy_server.kargo import PROMOTION_TERMINAL_PHASES
@@ -125,61 +125,76 @@ class DecisionStore:
             async with self.db.write_gate:
                 return await asyncio.to_thread(_direct_record_many, direct, entries)
         subjects = sorted({_subject(e) for e in entries})
-        out: list[tuple[str, int]] = []
         async with self.db.write() as conn:
             await self.db.lock(conn, [f"decisions/{s}" for s in subjects])
-            for entry in entries:
-                out.append(await self._record(conn, entry))
-        return out
+            return await self._record_batch(conn, entries)
 
-    async def _record(self, conn: AsyncConnection, entry: DecisionEntry) -> tuple[str, int]:
-        last = await self._last(conn, entry)
-        if last is not None and last.fold_key == entry.fold_key:
+    async def _record_batch(self, conn: AsyncConnection, entries: list[DecisionEntry]) -> list[tuple[str, int]]:
+        """The batch in a handful of statements: one read of each question's last row, then bulk writes."""
+        last = await self._lasts(conn, entries)
+        out: list[tuple[str, int]] = []
+        rows: dict[str, dict[str, Any]] = {}
+        inputs: list[dict[str, Any]] = []
+        reasons: list[dict[str, Any]] = []
+        bumps: dict[str, list[Any]] = {}  # existing row id -> [last_at, added repeats]
+        for entry in entries:
+            key = _fold_subject(entry)
+            current = last.get(key)
+            if current is not None and current[1] == entry.fold_key:
+                current[2] += 1
+                if current[0] in rows:
+                    rows[current[0]].update(last_at=entry.evaluated_at, repeat_count=current[2])
+                else:
+                    bump = bumps.setdefault(current[0], [entry.evaluated_at, 0])
+                    bump[0], bump[1] = entry.evaluated_at, bump[1] + 1
+                out.append((current[0], current[2]))
+                continue
+            rows[entry.id] = _decision_row(entry)
+            encoding, body = encode_input(entry.input)
+            inputs.append({"decision_id": entry.id, "encoding": encoding, "body": body})
+            reasons += [
+                {"decision_id": entry.id, "position": i, "kind": kind, "policy": policy[:63], "code": code[:128]}
+                for i, (kind, policy, code) in enumerate(entry.reasons)
+            ]
+            last[key] = [entry.id, entry.fold_key, 1]
+            out.append((entry.id, 1))
+        if rows:
+            await conn.execute(insert(_D), list(rows.values()))
+            await conn.execute(insert(_I), inputs)
+        if reasons:
+            await conn.execute(insert(_R), reasons)
+        if bumps:
             await conn.execute(
                 update(_D)
-                .where(_D.c.id == last.id)
-                .values(last_at=entry.evaluated_at, repeat_count=_D.c.repeat_count + 1)
+                .where(_D.c.id == bindparam("b_id"))
+                .values(last_at=bindparam("b_at"), repeat_count=_D.c.repeat_count + bindparam("b_n")),
+                [{"b_id": row_id, "b_at": at, "b_n": n} for row_id, (at, n) in bumps.items()],
             )
-            return last.id, last.repeat_count + 1
-        await conn.execute(
-            insert(_D).values(
-                id=entry.id,
-                namespace=entry.namespace,
-                stage=entry.stage,
-                promotion=entry.promotion,
-                prospective=entry.prospective,
-                freight=entry.freight,
-                allow=entry.allow,
-                claimed=entry.claimed,
-                evaluated_at=entry.evaluated_at,
-                last_at=entry.evaluated_at,
-                repeat_count=1,
-                fold_key=entry.fold_key,
-                input_hash=entry.input_hash,
-                duration_ms=entry.duration_ms,
-                caller=entry.caller[:253],
-                result=_json.encode(entry.result).decode(),
-            )
-        )
-        encoding, body = encode_input(entry.input)
-        await conn.execute(insert(_I).values(decision_id=entry.id, encoding=encoding, body=body))
-        if entry.reasons:
-            await conn.execute(
-                insert(_R),
-                [
-                    {"decision_id": entry.id, "position": i, "kind": kind, "policy": policy[:63], "code": code[:128]}
-                    for i, (kind, policy, code) in enumerate(entry.reasons)
-                ],
-            )
-        return entry.id, 1
+        return out
 
-    async def _last(self, conn: AsyncConnection, entry: DecisionEntry) -> Any:
-        columns = (_D.c.id, _D.c.fold_key, _D.c.repeat_count)
-        if entry.promotion is not None:
-            where = and_(_D.c.namespace == entry.namespace, _D.c.promotion == entry.promotion)
-        else:
-            where = and_(_D.c.namespace == entry.namespace, _D.c.stage == entry.stage, _D.c.prospective)
-        return (await conn.execute(select(*columns).where(where).order_by(_D.c.id.desc()).limit(1))).first()
+    async def _lasts(self, conn: AsyncConnection, entries: list[DecisionEntry]) -> dict[tuple[Any, ...], list[Any]]:
+        """Per question of the batch, its newest logged row: ``[id, fold_key, repeat_count]``."""
+        queries = []
+        seen: set[tuple[Any, ...]] = set()
+        for entry in entries:
+            key = _fold_subject(entry)
+            if key in seen:
+                continue
+            seen.add(key)
+            if entry.promotion is not None:
+                where = and_(_D.c.namespace == entry.namespace, _D.c.promotion == entry.promotion)
+            else:
+                where = and_(_D.c.namespace == entry.namespace, _D.c.stage == entry.stage, _D.c.prospective)
+            newest = select(_D.c.id, _D.c.fold_key, _D.c.repeat_count, _D.c.namespace, _D.c.promotion, _D.c.stage)
+            queries.append(select(newest.where(where).order_by(_D.c.id.desc()).limit(1).subquery()))
+        found: dict[tuple[Any, ...], list[Any]] = {}
+        for start in range(0, len(queries), 100):
+            part = queries[start : start + 100]
+            statement = part[0] if len(part) == 1 else union_all(*part)
+            for row in await conn.execute(statement):
+                key = (row.namespace, row.promotion) if row.promotion is not None else (row.namespace, None, row.stage)
+                found[key] = [row.id, row.fold_key, row.repeat_count]
+        return found
 
     async def claim(
         self, namespace: str, stage: str, promotion: str, decision_id: str, now: datetime, expires: datetime
@@ -308,6 +323,32 @@ class DecisionStore:
                 reason = reason.where(_R.c.code == where.code)
             conditions.append(_D.c.id.in_(reason))
         return conditions
+
+
+def _fold_subject(entry: DecisionEntry) -> tuple[Any, ...]:
+    """The question a logged row answers: a Promotion, or a prospective one on a Stage."""
+    return (entry.namespace, entry.promotion) if entry.promotion is not None else (entry.namespace, None, entry.stage)
+
+
+def _decision_row(entry: DecisionEntry) -> dict[str, Any]:
+    return {
+        "id": entry.id,
+        "namespace": entry.namespace,
+        "stage": entry.stage,
+        "promotion": entry.promotion,
+        "prospective": entry.prospective,
+        "freight": entry.freight,
+        "allow": entry.allow,
+        "claimed": entry.claimed,
+        "evaluated_at": entry.evaluated_at,
+        "last_at": entry.evaluated_at,
+        "repeat_count": 1,
+        "fold_key": entry.fold_key,
+        "input_hash": entry.input_hash,
+        "duration_ms": entry.duration_ms,
+        "caller": entry.caller[:253],
+        "result": _json.encode(entry.result).decode(),
+    }
 
 
 def _subject(entry: DecisionEntry) -> str:
