@@ -6,8 +6,9 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import Executable, Row, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -111,6 +112,12 @@ class Database:
                     yield conn
                 finally:
                     await conn.rollback()
+
+    async def fetch(self, statement: Executable) -> list[Row[Any]]:
+        """The rows of one statement: a single statement reads one snapshot, so no transaction is set up."""
+        with translate_errors():
+            async with self.reader.connect() as conn:
+                return list((await conn.execute(statement)).all())
 
     async def lock(self, conn: AsyncConnection, names: list[str]) -> None:
         """Hold named locks until the transaction ends (PostgreSQL advisory locks, taken in one order).

@@ -228,23 +228,13 @@ class DecisionStore:
                 return None
             promotion, decision_id, claimed_at, expires_at, phase = rows[0]
             return Claim(promotion, decision_id, from_db_time(claimed_at), from_db_time(expires_at), phase)  # type: ignore[arg-type]
-        async with self.db.read() as conn:
-            return await self._claim(conn, namespace, stage)
+        rows = await self.db.fetch(_claim_query(namespace, stage))
+        return _claim_of(rows[0]) if rows else None
 
     @staticmethod
     async def _claim(conn: AsyncConnection, namespace: str, stage: str) -> Claim | None:
-        row = (
-            await conn.execute(
-                select(_C, _P.c.phase)
-                .select_from(
-                    _C.outerjoin(_P, and_(_P.c.namespace == _C.c.namespace, _P.c.name == _C.c.promotion, ~_P.c.deleted))
-                )
-                .where(_C.c.namespace == namespace, _C.c.stage == stage)
-            )
-        ).first()
-        if row is None:
-            return None
-        return Claim(row.promotion, row.decision_id, row.claimed_at, row.expires_at, row.phase)
+        row = (await conn.execute(_claim_query(namespace, stage))).first()
+        return _claim_of(row) if row is not None else None
 
     async def get(self, decision_id: str) -> LoggedDecision | None:
         """One decision with its input."""
@@ -323,6 +313,20 @@ class DecisionStore:
                 reason = reason.where(_R.c.code == where.code)
             conditions.append(_D.c.id.in_(reason))
         return conditions
+
+
+def _claim_query(namespace: str, stage: str) -> Any:
+    return (
+        select(_C, _P.c.phase)
+        .select_from(
+            _C.outerjoin(_P, and_(_P.c.namespace == _C.c.namespace, _P.c.name == _C.c.promotion, ~_P.c.deleted))
+        )
+        .where(_C.c.namespace == namespace, _C.c.stage == stage)
+    )
+
+
+def _claim_of(row: Any) -> Claim:
+    return Claim(row.promotion, row.decision_id, row.claimed_at, row.expires_at, row.phase)
 
 
 def _fold_subject(entry: DecisionEntry) -> tuple[Any, ...]:

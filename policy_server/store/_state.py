@@ -444,18 +444,13 @@ class StateStore:
         if self.db.direct is not None:
             found = dict(self.db.direct.fetch(_SQL_VERSIONS, (namespace, stage_scope(stage), FREIGHT_SCOPE)))
             return stage, found.get(stage_scope(stage), 0), found.get(FREIGHT_SCOPE, 0)
-        async with self.db.read() as conn:
-            return await self._versions(conn, namespace, stage)
+        rows = await self.db.fetch(_versions_query(namespace, stage))
+        found = {r.scope: r.version for r in rows}
+        return stage, found.get(stage_scope(stage), 0), found.get(FREIGHT_SCOPE, 0)
 
     @staticmethod
     async def _versions(conn: AsyncConnection, namespace: str, stage: str) -> tuple[str, int, int]:
-        table = StateVersionRow.__table__
-        rows = await conn.execute(
-            select(table.c.scope, table.c.version).where(
-                table.c.namespace == namespace, table.c.scope.in_([stage_scope(stage), FREIGHT_SCOPE])
-            )
-        )
-        found = {r.scope: r.version for r in rows}
+        found = {r.scope: r.version for r in await conn.execute(_versions_query(namespace, stage))}
         return stage, found.get(stage_scope(stage), 0), found.get(FREIGHT_SCOPE, 0)
 
     async def _freight(self, conn: AsyncConnection, namespace: str, names: list[str]) -> dict[str, dict[str, Any]]:
@@ -505,6 +500,13 @@ async def bump_versions(conn: AsyncConnection, scopes: set[tuple[str, str]]) -> 
     """Move the given state versions on, in one order (concurrent writers on PostgreSQL cannot deadlock)."""
     if scopes:
         await conn.execute(_BUMP, [{"namespace": ns, "scope": scope} for ns, scope in sorted(scopes)])
+
+
+def _versions_query(namespace: str, stage: str) -> Any:
+    table = StateVersionRow.__table__
+    return select(table.c.scope, table.c.version).where(
+        table.c.namespace == namespace, table.c.scope.in_([stage_scope(stage), FREIGHT_SCOPE])
+    )
 
 
 def _key_order(key: ObjectKey) -> tuple[str, str, str]:
