@@ -19,7 +19,7 @@ from opa_client.opa_async import AsyncOpaClient
 
 from policy_server import metrics
 from policy_server.engine._model import ENGINE_UNAVAILABLE, EVALUATION_ERROR, Bundle, Failure, PolicyOutcome
-from policy_server.engine._regopy import RegopyEvaluator, outcome_from_value
+from policy_server.engine._regopy import RegopyEvaluator, outcome_from_value, shared_document
 
 _log = logging.getLogger("policy_server.engine.opa")
 _PREFIX = "policy_server/"
@@ -78,6 +78,7 @@ class _Server:
 
     async def _push(self, bundle: Bundle) -> None:
         wanted = {_PREFIX + m.name: m.source for m in bundle.modules}
+        wanted[_PREFIX + _ALL + ".rego"] = all_module(bundle)
         present = [p for p in await self.client.get_policies_list() if p.startswith(_PREFIX)]
         # Wrappers last: once a wrapper answers with the new key, the modules it reads are in place.
         ordered = sorted(wanted, key=lambda name: name.startswith(_PREFIX + "policy_server/entry/"))
@@ -148,9 +149,7 @@ class OpaEvaluator:
     ) -> list[PolicyOutcome]:
         await server.ensure(bundle)
         for attempt in range(2):
-            answers = await asyncio.gather(
-                *(self._ask(server, bundle.entrypoints[pid], doc) for pid, doc in calls), return_exceptions=True
-            )
+            answers = await self._answers(server, bundle, calls)
             stale = [a for a in answers if isinstance(a, dict) and a.get("bundle") != bundle.key or a is None]
             unavailable = [a for a in answers if isinstance(a, OpaUnavailable)]
             if unavailable:
@@ -172,9 +171,23 @@ class OpaEvaluator:
                 outcomes.append(outcome_from_value(pid, answer))
         return outcomes
 
-    @staticmethod
-    async def _ask(server: _Server, entrypoint: str, document: dict[str, Any]) -> Any:
-        return await server.query(entrypoint, document)
+    async def _answers(self, server: _Server, bundle: Bundle, calls: Sequence[tuple[str, dict[str, Any]]]) -> list[Any]:
+        """Each policy's value (or the exception asking raised). Calls that share their document are asked in
+        one request, each policy under its own parameters; a runtime error there is asked again per policy, so
+        that one failing policy does not fail the others."""
+        shared = shared_document(calls) if len(calls) > 1 else None
+        if shared is not None:
+            names = {pid: _entry_name(bundle.entrypoints[pid]) for pid, _ in calls}
+            document = {**shared, _PARAMETERS: {names[pid]: doc["parameters"] for pid, doc in calls}}
+            try:
+                combined = await server.query(f"{_PREFIX}{_ALL}/result", document)
+            except _EvaluationError:
+                combined = False
+            if combined is None or isinstance(combined, dict):
+                return [(combined or {}).get(names[pid]) for pid, _ in calls]
+        return await asyncio.gather(
+            *(server.query(bundle.entrypoints[pid], doc) for pid, doc in calls), return_exceptions=True
+        )
 
     async def status(self) -> list[tuple[str, bool, str | None]]:
         """Each server: URL, healthy, and the bundle key it holds."""
@@ -193,6 +206,29 @@ class OpaEvaluator:
     @property
     def restarts(self) -> int:
         return self.local.pool.restarts
+
+
+_ALL = "entry/combined"
+_PARAMETERS = "policy_server_parameters"
+
+
+def _entry_name(entrypoint: str) -> str:
+    """``policy_server/entry/e3/result`` -> ``e3``."""
+    return entrypoint.split("/")[-2]
+
+
+def all_module(bundle: Bundle) -> str:
+    """One rule answering every policy of ``bundle`` at once, each on the shared document with its own
+    ``parameters`` (OPA only: regopy crashes on ``with input``). The input each policy sees is exactly the one it
+    would see when asked alone."""
+    rules = []
+    for entrypoint in bundle.entrypoints.values():
+        name = _entry_name(entrypoint)
+        own = f'object.remove(object.union(input, {{"parameters": input.{_PARAMETERS}.{name}}}), ["{_PARAMETERS}"])'
+        rule = entrypoint.replace("/", ".")
+        rules.append(f'result["{name}"] := x if {{\n\tx := data.{rule} with input as {own}\n}}\n')
+    package = (_PREFIX + _ALL).replace("/", ".")
+    return f"package {package}\n\nimport rego.v1\n\n" + "\n".join(rules)
 
 
 def _text(exc: BaseException) -> str:

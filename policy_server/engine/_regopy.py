@@ -45,7 +45,7 @@ class RegopyEvaluator:
         """Evaluate policies of ``bundle``, each on its own input; failures come back as outcomes, never raised."""
         if not calls:
             return []
-        shared = _shared_document(calls)
+        shared = shared_document(calls)
         if shared is None:
             message = {"op": "eval", "key": bundle.key, "calls": [(bundle.entrypoints[pid], doc) for pid, doc in calls]}
         else:
@@ -125,7 +125,7 @@ class RegopyEvaluator:
         return await self.pool.run(message, timeout_s=self.pool.limits.compile_timeout_s)
 
 
-def _shared_document(calls: Sequence[tuple[str, dict[str, Any]]]) -> dict[str, Any] | None:
+def shared_document(calls: Sequence[tuple[str, dict[str, Any]]]) -> dict[str, Any] | None:
     """The document the calls share when they differ only in ``parameters`` (then it is sent once)."""
     first = calls[0][1]
     if "parameters" not in first:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import httpx
@@ -146,3 +147,48 @@ test_message_names_the_first if {
     )
     codes = {(e["code"], e.get("line")) for e in broken.json()["errors"]}
     assert ("opa_rego_parse_error", 5) in codes or ("opa_rego_parse_error", 4) in codes
+
+
+async def test_one_request_answers_every_policy_and_a_failing_policy_still_fails_alone(opa):
+    from policy_server.engine import Bundle, OpaEvaluator, PolicyCode, RegopyEvaluator
+
+    def policy(policy_id: str, body: str) -> PolicyCode:
+        return PolicyCode(policy_id, f"package policies.{policy_id}\n\nimport rego.v1\n\n{body}\n")
+
+    sees = policy("sees", 'deny contains {"code": "seen", "message": json.marshal(input)} if input.p > 0')
+    limit = policy("limit", 'deny contains {"code": "over", "message": "p"} if input.p > input.parameters.max')
+    evaluator = OpaEvaluator([opa.url], local=RegopyEvaluator(1))
+    await evaluator.start()
+    asked: list[str] = []
+    server = evaluator.servers[0]
+    query = server.query
+
+    async def counting(entrypoint, document):
+        asked.append(entrypoint)
+        return await query(entrypoint, document)
+
+    server.query = counting
+    try:
+        bundle = Bundle.of([sees, limit])
+        document = {"p": 2}
+        outcomes = await evaluator.evaluate(
+            bundle, [("sees", {**document, "parameters": {}}), ("limit", {**document, "parameters": {"max": 1}})]
+        )
+        assert asked == ["policy_server/entry/combined/result"]
+        by_id = {o.policy_id: o for o in outcomes}
+        # Each policy saw exactly its own input, as when asked alone.
+        assert json.loads(by_id["sees"].deny[0]["message"]) == {"p": 2, "parameters": {}}
+        assert by_id["limit"].deny == [{"code": "over", "message": "p"}]
+
+        conflict = policy("conflict", 'x := 1\nx := 2 if input.p > 0\ndeny contains "c" if x == 1')
+        asked.clear()
+        outcomes = await evaluator.evaluate(
+            Bundle.of([conflict, limit]),
+            [("conflict", {**document, "parameters": {}}), ("limit", {**document, "parameters": {"max": 5}})],
+        )
+        by_id = {o.policy_id: o for o in outcomes}
+        assert by_id["conflict"].failure is not None and by_id["conflict"].failure.code == "evaluation_error"
+        assert by_id["limit"].failure is None and by_id["limit"].deny == []
+        assert asked[0] == "policy_server/entry/combined/result" and len(asked) == 3  # then one by one
+    finally:
+        await evaluator.close()
