@@ -10,7 +10,7 @@ if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
   apt-get install -y -qq postgresql >&2
 fi
 version=$(ls /usr/lib/postgresql | sort -V | tail -n 1)
-if ! pg_lsclusters -h 2>/dev/null | awk '{print $1" "$2}' | grep -qx "$version main"; then
+if ! pg_lsclusters -h 2>/dev/null | awk '{print $1" "$2}' | grep -x "$version main" >/dev/null; then
   log "creating cluster $version/main"
   pg_createcluster "$version" main >&2
 fi
@@ -34,7 +34,7 @@ END $$;
 -- role, and only pg_signal_backend members may terminate it.
 GRANT pg_signal_backend TO policy_server;
 SQL
-if ! runuser -u postgres -- psql -p "$port" -tAc "SELECT 1 FROM pg_database WHERE datname='policy_server'" | grep -q 1; then
+if ! runuser -u postgres -- psql -p "$port" -tAc "SELECT 1 FROM pg_database WHERE datname='policy_server'" | grep 1 >/dev/null; then
   runuser -u postgres -- createdb -p "$port" -O policy_server policy_server >&2
 fi
 echo "export POLICY_SERVER_TEST_POSTGRES_URL=postgresql+asyncpg://policy_server:policy_server@127.0.0.1:${port}/policy_server"
