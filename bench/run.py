@@ -3,7 +3,7 @@ answering the same question with the same input (the peer), next to policy-serve
 the decision log and memory.
 
     python bench/run.py            # quick: 1k recorded Promotions, 5 s per measurement, small log and memory runs
-    python bench/run.py --full     # 1k, 100k and 1M recorded Promotions, 1M logged decisions, 1M decisions for RSS
+    python bench/run.py --full     # 1k, 100k and 1M recorded Promotions, 1M logged decisions, 200k for RSS
     python bench/run.py --write    # also rewrite bench/RESULTS.md
 
 Decision load comes from wrk (Debian package) at 16 connections on this machine. PostgreSQL variants run when
@@ -564,18 +564,21 @@ def postgres_database(server_url: str) -> Iterator[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--full", action="store_true", help="1k, 100k and 1M promotions, 1M logged, 1M decisions")
+    parser.add_argument("--full", action="store_true", help="1k, 100k, 1M promotions; 1M logged; 200k for RSS")
     parser.add_argument("--write", action="store_true", help="write bench/RESULTS.md")
     parser.add_argument("--workers", type=int, default=2, help="policy-server run --workers (default 2: one a core)")
     parser.add_argument("--opa", default=os.environ.get("POLICY_SERVER_TEST_OPA") or shutil.which("opa")
                         or str(Path.home() / "go/bin/opa"))  # fmt: skip
     parser.add_argument("--postgres", default=os.environ.get("POLICY_SERVER_TEST_POSTGRES_URL"))
+    parser.add_argument("--memory-decisions", type=int, default=None,
+                        help="decisions while RSS is sampled (20k; --full 200k)")  # fmt: skip
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is missing: apt-get install wrk")
     opa = args.opa if args.opa and Path(args.opa).is_file() else None
     sizes, seconds = ([1_000, 100_000, 1_000_000], 15) if args.full else ([1_000], 5)
-    logged, decisions = (1_000_000, 1_000_000) if args.full else (20_000, 20_000)
+    logged, decisions = (1_000_000, 200_000) if args.full else (20_000, 20_000)
+    decisions = args.memory_decisions or decisions
     report = Report()
     for size in sizes:
         folder = Path(tempfile.mkdtemp(prefix="bench-"))
