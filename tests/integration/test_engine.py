@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 
 import pytest
@@ -182,20 +184,28 @@ async def test_an_input_the_engine_cannot_receive_fails_closed_without_a_restart
 async def test_regopy_keeps_memory_per_evaluation_so_grown_workers_are_recycled_between_requests():
     """regopy 1.5.2 keeps kilobytes per (input, query): a long-lived worker would reach its hard limit and fail a
     decision. Past the soft limit a worker is replaced between requests, its bundle compiled first."""
-    from policy_server.engine._worker import _Engine
-
-    engine = _Engine()
     bundle = Bundle.of([GOOD])
-    assert engine.compile(bundle.compile_message())["ok"]
-
-    def resident() -> int:
-        return int(open("/proc/self/statm").read().split()[1]) * 4096
-
-    document = {"p": 2, "queue": [{"name": f"prod.{i}", "phase": "Pending"} for i in range(100)]}
-    before = resident()
-    for _ in range(3000):
-        engine.evaluate({"op": "eval", "key": bundle.key, "calls": [(bundle.entrypoints["good"], document)]})
-    grown = resident() - before
+    probe = f"""
+import json
+from policy_server.engine import Bundle, PolicyCode
+from policy_server.engine._worker import _Engine
+code = PolicyCode("good", {GOOD.source!r})
+bundle = Bundle.of([code])
+engine = _Engine()
+assert engine.compile(bundle.compile_message())["ok"]
+document = {{"p": 2, "queue": [{{"name": f"prod.{{i}}", "phase": "Pending"}} for i in range(100)]}}
+message = {{"op": "eval", "key": bundle.key, "calls": [(bundle.entrypoints["good"], document)]}}
+def resident():
+    return int(open("/proc/self/statm").read().split()[1]) * 4096
+for _ in range(200):
+    engine.evaluate(message)
+before = resident()
+for _ in range(3000):
+    engine.evaluate(message)
+print(resident() - before)
+"""
+    # A fresh process: in this one, memory freed by earlier tests would be reused and hide the growth.
+    grown = int(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout)
     assert grown > 3000 * 1024, f"regopy no longer keeps memory per evaluation ({grown} bytes): recycling may go"
 
     evaluator = RegopyEvaluator(1, PoolLimits(recycle_bytes=1))  # every request leaves a worker past the limit
