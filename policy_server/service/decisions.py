@@ -124,7 +124,7 @@ class DecisionService:
         verdict = _copy(verdict)
         self._service_checks(question, facts.promotion is not None, facts.stage is not None, verdict)
 
-        decision_id = str(ULID())
+        decision_id = str(ULID.from_datetime(now))  # the id sorts by evaluation time (see ulid_floor)
         claimed = False
         if stage is not None and facts.stage is not None:
             claim = await self.decisions.current_claim(question.namespace, stage)

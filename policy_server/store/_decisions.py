@@ -8,12 +8,13 @@ import sqlite3
 import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
 from sqlalchemy import and_, bindparam, delete, insert, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncConnection
+from ulid import ULID
 
 from policy_server.kargo import PROMOTION_TERMINAL_PHASES
 from policy_server.store._db import Database
@@ -252,14 +253,22 @@ class DecisionStore:
         self, where: DecisionFilter, *, before: str | None = None, limit: int = 50, with_input: bool = False
     ) -> list[LoggedDecision]:
         """Decisions matching ``where``, newest first, older than the ``before`` id (the cursor)."""
-        query = select(_D).where(*self._conditions(where))
-        if with_input:
-            query = select(_D, _I.c.encoding, _I.c.body).select_from(_D.outerjoin(_I, _I.c.decision_id == _D.c.id))
-            query = query.where(*self._conditions(where))
+        columns = [_D, _I.c.encoding, _I.c.body] if with_input else [_D]
+        source: Any = _D.outerjoin(_I, _I.c.decision_id == _D.c.id) if with_input else _D
+        order: Any = _D.c.id
+        reasons_first = (where.policy is not None or where.code is not None) and self.db.is_sqlite
+        if reasons_first:
+            # Walk the reason index (policy or code, decision id) newest first and stop at ``limit``; the
+            # portable ``id IN (…)`` makes SQLite collect every matching id first (seconds at 1M rows).
+            source = _R.join(source, _D.c.id == _R.c.decision_id)
+            order = _R.c.decision_id
+        query = select(*columns).select_from(source).where(*self._conditions(where, reasons_joined=reasons_first))
         if before is not None:
-            query = query.where(_D.c.id < before)
+            query = query.where(order < before)
+        if reasons_first:
+            query = query.group_by(_R.c.decision_id)  # one row per decision (SQLite keeps the bare columns)
         async with self.db.read() as conn:
-            rows = await conn.execute(query.order_by(_D.c.id.desc()).limit(limit))
+            rows = await conn.execute(query.order_by(order.desc()).limit(limit))
             return [_logged(r, with_input=with_input) for r in rows]
 
     async def export(self, where: DecisionFilter, *, batch: int = 500) -> AsyncIterator[LoggedDecision]:
@@ -289,7 +298,7 @@ class DecisionStore:
                 removed += len(ids)
 
     @staticmethod
-    def _conditions(where: DecisionFilter) -> list[Any]:
+    def _conditions(where: DecisionFilter, *, reasons_joined: bool = False) -> list[Any]:
         conditions: list[Any] = []
         if where.namespace is not None:
             conditions.append(_D.c.namespace == where.namespace)
@@ -305,14 +314,33 @@ class DecisionStore:
             conditions.append(_D.c.last_at >= where.since)
         if where.until is not None:
             conditions.append(_D.c.evaluated_at <= where.until)
+            # Ids are ULIDs of the evaluation time: the same bound on the id lets the newest-first walk start
+            # at ``until`` instead of at the newest row. The margin covers rows logged by versions that made
+            # the id after evaluating (a few ms later than ``evaluated_at``).
+            conditions.append(_D.c.id < ulid_floor(where.until + _ID_MARGIN))
         if where.policy is not None or where.code is not None:
-            reason = select(_R.c.decision_id)
-            if where.policy is not None:
-                reason = reason.where(_R.c.policy == where.policy)
-            if where.code is not None:
-                reason = reason.where(_R.c.code == where.code)
-            conditions.append(_D.c.id.in_(reason))
+            if reasons_joined:
+                if where.policy is not None:
+                    conditions.append(_R.c.policy == where.policy)
+                if where.code is not None:
+                    conditions.append(_R.c.code == where.code)
+            else:
+                reason = select(_R.c.decision_id)
+                if where.policy is not None:
+                    reason = reason.where(_R.c.policy == where.policy)
+                if where.code is not None:
+                    reason = reason.where(_R.c.code == where.code)
+                conditions.append(_D.c.id.in_(reason))
         return conditions
+
+
+_ID_MARGIN = timedelta(minutes=1)
+
+
+def ulid_floor(moment: datetime) -> str:
+    """The smallest ULID of ``moment``'s millisecond: ids below it were made before that millisecond."""
+    ms = max(0, min(int(moment.astimezone(UTC).timestamp() * 1000), 2**48 - 1))  # naive: as the store reads it
+    return str(ULID.from_bytes(ms.to_bytes(6, "big") + bytes(10)))
 
 
 def _claim_query(namespace: str, stage: str) -> Any:

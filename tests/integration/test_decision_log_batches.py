@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
+from ulid import ULID
 
-from policy_server.store import Database, DecisionFilter, DecisionStore, upgrade
+from policy_server.store import Database, DecisionEntry, DecisionFilter, DecisionStore, upgrade
 from policy_server.store._models import DecisionRow
 from tests.integration.test_direct_sqlite import _entry, _id
 
@@ -49,5 +51,63 @@ async def test_folding_within_and_across_batches(database_url):
         listed = await store.list(DecisionFilter(namespace="kargo-demo", code="not_queue_head"))
         assert [d.id for d in listed] == [_id(8), _id(1)]
         assert (await store.get(_id(6))).input == {"namespace": "kargo-demo", "n": 6}
+    finally:
+        await db.dispose()
+
+
+def _timed(n: int, at: datetime, reasons: list[tuple[str, str, str]], promotion: str | None = None) -> DecisionEntry:
+    """An entry whose id is the ULID of its evaluation time, as the service makes them."""
+    return replace(
+        _entry(n, promotion=promotion or f"p{n}", stage="prod", fold=f"f{n}", at=at),
+        id=str(ULID.from_datetime(at)),
+        reasons=reasons,
+        allow=not reasons,
+    )
+
+
+async def test_browsing_by_reason_and_time(database_url):
+    """Filters on reasons and on time give each matching decision once, newest first, page after page."""
+    db = Database(database_url)
+    await upgrade(db)
+    store = DecisionStore(db)
+    twice = [("deny", "a", "not_queue_head"), ("deny", "b", "not_queue_head"), ("warn", "a", "slow")]
+    once = [("deny", "a", "verification_in_progress")]
+    entries = [_timed(n, _at(60 * n), twice if n % 3 == 0 else once if n % 3 == 1 else []) for n in range(30)]
+    try:
+        for start in range(0, 30, 7):
+            await store.record_many(entries[start : start + 7])
+        # The oldest decision is given again much later: it folds, so its last_at moves but its id stays.
+        again = replace(entries[0], id=str(ULID.from_datetime(_at(3600))), evaluated_at=_at(3600))
+        assert await store.record_many([again]) == [(entries[0].id, 2)]
+        newest_first = [e.id for e in reversed(entries)]
+
+        async def pages(where: DecisionFilter, size: int) -> list[str]:
+            seen: list[str] = []
+            while True:
+                page = await store.list(where, before=seen[-1] if seen else None, limit=size)
+                seen += [d.id for d in page]
+                if len(page) < size:
+                    return seen
+
+        by_code = [e.id for e in reversed(entries) if e.reasons is twice]
+        assert await pages(DecisionFilter(code="not_queue_head"), 3) == by_code
+        assert await pages(DecisionFilter(policy="b"), 4) == by_code
+        assert await pages(DecisionFilter(policy="a", code="slow"), 2) == by_code
+        assert await pages(DecisionFilter(policy="b", code="verification_in_progress"), 2) == []
+        assert await pages(DecisionFilter(code="verification_in_progress", allow=False), 50) == [
+            e.id for e in reversed(entries) if e.reasons is once
+        ]
+
+        # until is inclusive to the microsecond; since matches on the last time a decision was given.
+        until = entries[12].evaluated_at
+        assert await pages(DecisionFilter(until=until), 5) == newest_first[-13:]
+        assert await pages(DecisionFilter(until=until - timedelta(microseconds=1)), 5) == newest_first[-12:]
+        assert await pages(DecisionFilter(until=until.replace(tzinfo=None)), 50) == newest_first[-13:]
+        window = DecisionFilter(since=_at(60 * 20), until=_at(60 * 25))
+        assert await pages(window, 2) == newest_first[4:10] + [entries[0].id]
+        assert await pages(DecisionFilter(since=_at(60 * 29 + 1)), 50) == [entries[0].id]
+        assert await pages(DecisionFilter(code="not_queue_head", until=_at(60 * 10)), 1) == [
+            e.id for e in reversed(entries[:11]) if e.reasons is twice
+        ]
     finally:
         await db.dispose()
