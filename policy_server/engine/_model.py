@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -62,24 +63,37 @@ class Bundle:
     key: str
     modules: tuple[Module, ...]
     entrypoints: dict[str, str]
-    """Policy id → entrypoint (``policy_server/entry/eN/result``)."""
+    """Policy id → entrypoint (``policy_server/entry/eN/result``): the policy on the input as given."""
+    preset: dict[str, tuple[str, Any]] = field(default_factory=dict)
+    """Policy id → (entrypoint, parameters): the policy with ``input.parameters`` replaced by these parameters
+    (``policy_server/entry/eN/preset``), so one input serves every policy of a decision."""
 
     @classmethod
-    def of(cls, policies: list[PolicyCode]) -> Bundle:
-        """Compile-ready bundle for ``policies``; the key changes whenever any source does."""
+    def of(cls, policies: list[PolicyCode], parameters: dict[str, Any] | None = None) -> Bundle:
+        """Compile-ready bundle for ``policies``; the key changes whenever any source, or any parameters
+        given (each policy's active parameters, compiled into its preset entrypoint), does."""
         modules: list[Module] = []
         entrypoints: dict[str, str] = {}
+        preset: dict[str, tuple[str, Any]] = {}
+        literals: dict[str, str] = {}
         digest = hashlib.sha256()
         ordered = sorted(policies, key=lambda p: p.policy_id)
         for policy in ordered:
             digest.update(policy.policy_id.encode() + b"\0" + policy.source.encode() + b"\0")
+            literal = _rego_literal((parameters or {}).get(policy.policy_id, _NONE))
+            if literal is not None:
+                literals[policy.policy_id] = literal
+                digest.update(b"parameters\0" + literal.encode() + b"\0")
         key = digest.hexdigest()[:32]
         for index, policy in enumerate(ordered):
             name = f"e{index}"
+            literal = literals.get(policy.policy_id)
             modules.append(Module(policy.filename, policy.source))
-            modules.append(Module(f"policy_server/entry/{name}.rego", _wrapper(name, policy.package, key)))
+            modules.append(Module(f"policy_server/entry/{name}.rego", _wrapper(name, policy.package, key, literal)))
             entrypoints[policy.policy_id] = f"policy_server/entry/{name}/result"
-        return cls(key, tuple(modules), entrypoints)
+            if literal is not None:
+                preset[policy.policy_id] = (f"policy_server/entry/{name}/preset", parameters[policy.policy_id])  # type: ignore[index]
+        return cls(key, tuple(modules), entrypoints, preset)
 
     def compile_message(self) -> dict[str, Any]:
         """The worker request that compiles this bundle."""
@@ -87,15 +101,44 @@ class Bundle:
             "op": "compile",
             "key": self.key,
             "modules": [(m.name, m.source) for m in self.modules],
-            "entrypoints": list(self.entrypoints.values()),
+            "entrypoints": [*self.entrypoints.values(), *(entry for entry, _ in self.preset.values())],
         }
 
 
-def _wrapper(name: str, package: str, key: str) -> str:
+_NONE = object()
+
+
+def _rego_literal(value: Any) -> str | None:
+    """``value`` as a Rego term (JSON is one), or None when it has none (no value, NaN, …)."""
+    if value is _NONE or not _fits(value):
+        return None
+    try:
+        return json.dumps(value, allow_nan=False, ensure_ascii=True, sort_keys=True)
+    except (TypeError, ValueError):
+        return None
+
+
+def _fits(value: Any) -> bool:
+    """Whether ``value`` reaches Rego the same way as a term and as input (integers within 64 bits)."""
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _fits(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return all(_fits(v) for v in value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return -(2**63) <= value < 2**63
+    return value is None or isinstance(value, str | bool | float)
+
+
+def _wrapper(name: str, package: str, key: str, parameters: str | None = None) -> str:
     # Collect the contract's rules into one value; a rule the policy does not define adds nothing. The
     # bundle key in the answer proves which policy revisions answered (an OPA server may hold others).
+    # ``preset`` is the same with the policy's own parameters in place of ``input.parameters``: regopy
+    # evaluates ``with input.parameters as …`` correctly where ``with input as …`` crashes (ENGINE.md).
     rules = ", ".join(f'"{rule}": {{x | some x in data.{package}.{rule}}}' for rule in RULES)
-    return f'package policy_server.entry.{name}\n\nimport rego.v1\n\nresult := {{{rules}, "bundle": "{key}"}}\n'
+    source = f'package policy_server.entry.{name}\n\nimport rego.v1\n\nresult := {{{rules}, "bundle": "{key}"}}\n'
+    if parameters is not None:
+        source += f"\npreset := value if {{\n\tvalue := result with input.parameters as {parameters}\n}}\n"
+    return source
 
 
 @dataclass(frozen=True, slots=True)

@@ -67,6 +67,8 @@ class _Engine:
         if entry is None:
             return {"ok": False, "missing": True}
         bundle = entry[0]
+        if message.get("preset"):
+            return self._evaluate_preset(bundle, message)
         results = []
         document = message.get("document")
         for entrypoint, value in message["calls"]:
@@ -78,6 +80,19 @@ class _Engine:
             except (ValueError, TypeError, OverflowError, ctypes.ArgumentError, self.regopy.RegoError) as exc:
                 results.append({"error_code": "evaluation_error", "error_message": f"input: {exc}"[:500]})
                 continue
+            impl = self.shared.rego_bundle_query_entrypoint(self.runner._impl, bundle._impl, entrypoint)
+            results.append(self._outcome(impl, binding=None))
+        return {"ok": True, "results": results}
+
+    def _evaluate_preset(self, bundle: Any, message: dict[str, Any]) -> dict[str, Any]:
+        """One input for every policy: each preset entrypoint puts its policy's parameters in place."""
+        try:
+            self._set_input(message["document"])
+        except (ValueError, TypeError, OverflowError, ctypes.ArgumentError, self.regopy.RegoError) as exc:
+            failure = {"error_code": "evaluation_error", "error_message": f"input: {exc}"[:500]}
+            return {"ok": True, "results": [failure for _ in message["calls"]]}
+        results = []
+        for entrypoint in message["calls"]:
             impl = self.shared.rego_bundle_query_entrypoint(self.runner._impl, bundle._impl, entrypoint)
             results.append(self._outcome(impl, binding=None))
         return {"ok": True, "results": results}

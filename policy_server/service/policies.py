@@ -303,7 +303,8 @@ class PolicyService:
                     )
                     for r in revisions
                 )
-                self._active = ActiveSet(version, policies, Bundle.of([p.code for p in policies]))
+                bundle = Bundle.of([p.code for p in policies], {p.id: p.parameters for p in policies})
+                self._active = ActiveSet(version, policies, bundle)
             self._checked_at = time.monotonic()
             return self._active
 

@@ -6,6 +6,7 @@ import asyncio
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -225,3 +226,58 @@ print(resident() - before)
         assert all(bundle.key in w.compiled for w in evaluator.pool._workers)
     finally:
         await evaluator.close()
+
+
+LIMIT = demo(
+    "limit",
+    'deny contains {"code": "over", "message": sprintf("%v > %v", [input.n, input.parameters.max])} if {\n'
+    '\tinput.n > object.get(input.parameters, "max", 10)\n}',
+)
+STRICT = demo("strict", 'deny contains {"code": "strict", "message": "on"} if input.parameters.strict == true')
+
+
+async def test_one_input_serves_every_policy_each_with_its_own_parameters(evaluator):
+    """The active set compiles each policy's parameters in; a decision then builds its input once."""
+    parameters = {"limit": {"max": 3}, "strict": {"strict": True}}
+    bundle = Bundle.of([LIMIT, STRICT], parameters)
+    assert set(bundle.preset) == {"limit", "strict"}
+    assert bundle.key != Bundle.of([LIMIT, STRICT]).key != Bundle.of([LIMIT, STRICT], {"limit": {"max": 4}}).key
+
+    def calls(n: int, limit: dict, strict: dict) -> list:
+        return [("limit", {"n": n, "parameters": limit}), ("strict", {"n": n, "parameters": strict})]
+
+    async def codes(n: int, limit: dict, strict: dict) -> list[list[str]]:
+        outcomes = await evaluator.evaluate(bundle, calls(n, limit, strict))
+        assert all(o.failure is None for o in outcomes), outcomes
+        return [[d["code"] for d in o.deny] for o in outcomes]
+
+    assert evaluator._preset_message(bundle, calls(5, {"max": 3}, {"strict": True}), None) is None
+    from policy_server.engine._regopy import shared_document
+
+    same = calls(5, {"max": 3}, {"strict": True})
+    assert evaluator._preset_message(bundle, same, shared_document(same)) is not None
+    assert await codes(5, {"max": 3}, {"strict": True}) == [["over"], ["strict"]]
+    assert await codes(2, {"max": 3}, {"strict": True}) == [[], ["strict"]]
+    # Parameters other than the compiled ones (an evaluation of a what-if) go the per-policy way.
+    other = calls(5, {"max": 7}, {"strict": False})
+    assert evaluator._preset_message(bundle, other, shared_document(other)) is None
+    assert await codes(5, {"max": 7}, {"strict": False}) == [[], []]
+    (message,) = (await evaluator.evaluate(bundle, calls(5, {"max": 3}, {"strict": True})))[0].deny
+    assert message["message"] == "5 > 3"
+
+
+async def test_a_policy_set_that_crashes_with_preset_parameters_is_answered_one_input_per_policy(evaluator):
+    # A preset entrypoint that crashes regopy (a regex over a huge string), while the policy itself
+    # answers: the decision is still answered, and the set is not tried that way again.
+    bundle = Bundle.of([LIMIT], {"limit": {"max": 3}})
+    wrapper = bundle.modules[1]
+    crashing = wrapper.source.replace("\tvalue := result", "\tregex.match(`^(a|b)*$`, input.s)\n\tvalue := result")
+    bundle = replace(bundle, modules=(bundle.modules[0], type(wrapper)(wrapper.name, crashing)), key="crashing-preset")
+    call = [("limit", {"n": 5, "s": "ab" * 100_000, "parameters": {"max": 3}})]
+    restarts = evaluator.pool.restarts
+    (outcome,) = await evaluator.evaluate(bundle, call)
+    assert outcome.failure is None and [d["code"] for d in outcome.deny] == ["over"]
+    assert evaluator._no_preset == {"crashing-preset"}
+    assert evaluator.pool.restarts == restarts + 1
+    (outcome,) = await evaluator.evaluate(bundle, call)
+    assert outcome.failure is None and evaluator.pool.restarts == restarts + 1

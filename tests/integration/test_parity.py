@@ -124,28 +124,51 @@ def _verdicts(outcomes) -> dict:
     }
 
 
+# Parameter sets the built-ins are asked with besides their defaults (each flips what its policy does).
+VARIANTS = {
+    "admission": [{}],
+    "block-while-verifying": [{"hold_unhealthy": True}],
+    "cancel-queue-on-failure": [
+        {"failure_phases": ["Failed"], "hold_on_inconclusive": False},
+        {"failure_phases": ["Error", "Failed", "Inconclusive"], "hold_on_inconclusive": True},
+    ],
+}
+
+
 @pytest.fixture(scope="module")
 def engines():
+    """Answers of regopy (one input per policy, and one input for all with preset parameters) and of OPA."""
+    from policy_server.engine import PolicyCode
+    from policy_server.engine._regopy import shared_document
+
     opa = OpaProcess(opa_binary(), ROOT / "test-artifacts" / "opa-parity.log")
     (ROOT / "test-artifacts").mkdir(exist_ok=True)
     opa.start()
     loop = asyncio.new_event_loop()
-    regopy = RegopyEvaluator(1)
+    regopy, preset_engine = RegopyEvaluator(1), RegopyEvaluator(1)
     remote = OpaEvaluator([opa.url], timeout_s=5)
     loop.run_until_complete(remote.start())
     drafts = {f.name: read_policy_dir(f) for f in FOLDERS}
-    from policy_server.engine import PolicyCode
+    codes = [PolicyCode(pid, d.source) for pid, d in drafts.items()]
+    bundle = Bundle.of(codes)
+    variants = [{pid: d.parameters for pid, d in drafts.items()}]
+    variants += [{**variants[0], pid: value} for pid, values in VARIANTS.items() for value in values]
+    presets = [Bundle.of(codes, parameters) for parameters in variants]
 
-    bundle = Bundle.of([PolicyCode(pid, d.source) for pid, d in drafts.items()])
-
-    def both(document: dict) -> tuple[dict, dict]:
-        calls = [(pid, {**document, "parameters": d.parameters}) for pid, d in drafts.items()]
+    def both(document: dict, variant: int = 0) -> tuple[dict, dict]:
+        calls = [(pid, {**document, "parameters": variants[variant][pid]}) for pid in drafts]
+        assert preset_engine._preset_message(presets[variant], calls, shared_document(calls)) is not None
         left = loop.run_until_complete(regopy.evaluate(bundle, calls))
+        preset = loop.run_until_complete(preset_engine.evaluate(presets[variant], calls))
         right = loop.run_until_complete(remote.evaluate(bundle, calls))
+        assert _verdicts(preset) == _verdicts(left), "preset parameters changed a verdict"
+        assert not preset_engine._no_preset
         return _verdicts(left), _verdicts(right)
 
+    both.variants = len(variants)
     yield both
     loop.run_until_complete(regopy.close())
+    loop.run_until_complete(preset_engine.close())
     loop.run_until_complete(remote.close())
     loop.close()
     opa.kill()
@@ -175,8 +198,8 @@ def test_examples_decide_the_same_on_both_engines(engines):
 
 
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(document=stage_states())
-def test_generated_stage_states_decide_the_same_on_both_engines(engines, document):
-    left, right = engines(document)
+@given(document=stage_states(), variant=st.integers(0, 3))
+def test_generated_stage_states_decide_the_same_on_both_engines(engines, document, variant):
+    left, right = engines(document, variant % engines.variants)
     assert left == right, f"regopy {left} != OPA {right} for input {json.dumps(document, indent=1)}"
     assert all(v["failure"] is None for v in left.values()), left
