@@ -64,6 +64,10 @@ def run(host: str | None, port: int | None, workers: int) -> None:
     os.environ["POLICY_SERVER_PORT"] = str(settings.port)
     os.environ["POLICY_SERVER_AUTO_MIGRATE"] = "false"
     os.environ["POLICY_SERVER_CONFIGURE_LOGGING"] = "1"  # worker processes set up logging themselves
+    if workers > 1 and not settings.engine_workers:
+        # The cores are shared by the server processes: each gets its share of Rego workers, so that
+        # there is still about one Rego worker per core (more only switch between each other, and leak).
+        os.environ["POLICY_SERVER_ENGINE_WORKERS"] = str(max(1, min(os.cpu_count() or 1, 4) // workers))
     tls = bool(settings.tls_cert_file)
     if tls != bool(settings.tls_key_file):
         raise click.UsageError("POLICY_SERVER_TLS_CERT_FILE and POLICY_SERVER_TLS_KEY_FILE go together")

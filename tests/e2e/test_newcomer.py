@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -119,11 +121,31 @@ def test_apply_actions_turns_abort_actions_into_kubectl_patches(server_factory, 
     assert piped.stdout.decode().splitlines() == commands
 
 
+def _descendants(pid: int) -> list[str]:
+    """Command lines of every process below ``pid``."""
+    out, stack = [], [pid]
+    while stack:
+        for task in Path(f"/proc/{stack.pop()}/task").iterdir():
+            for child in (task / "children").read_text().split():
+                stack.append(int(child))
+                out.append(Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode())
+    return out
+
+
 def test_several_worker_processes_share_the_store_and_the_metrics(server_factory, fixtures_dir, tmp_path):
     import asyncio
+    import os
 
-    env = {"POLICY_SERVER_DATA_DIR": str(tmp_path / "data"), "POLICY_SERVER_ENGINE_WORKERS": "1"}
+    env = {"POLICY_SERVER_DATA_DIR": str(tmp_path / "data")}
     server = server_factory(env, "--workers", "2")
+    # The cores are shared out: about one Rego worker per core in all, not one per core in each process.
+    expected = 2 * max(1, min(os.cpu_count() or 1, 4) // 2)
+    deadline = time.monotonic() + 20  # the second process may still be starting its workers
+    while (found := sum("engine._worker" in c for c in _descendants(server.process.pid))) < expected:
+        assert time.monotonic() < deadline, found
+        time.sleep(0.2)
+    time.sleep(0.5)
+    assert sum("engine._worker" in c for c in _descendants(server.process.pid)) == expected
     httpx.post(
         f"{server.url}/v1/state",
         headers=ADMIN,
