@@ -485,20 +485,24 @@ def decision_log(workers: int, logged: int, seconds: int) -> list[str]:
 # --- memory ------------------------------------------------------------------------------------------------
 
 
-def _tree_rss(pid: int) -> int:
-    """Resident bytes of a process and all its descendants."""
-    total, stack = 0, [pid]
+def _tree_rss(pid: int) -> tuple[int, int]:
+    """Resident bytes of a process and its descendants: (server processes, Rego workers)."""
+    service, rego, stack = 0, 0, [pid]
     while stack:
         current = stack.pop()
         try:
             status = Path(f"/proc/{current}/status").read_text()
-            total += int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) * 1024
+            rss = int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) * 1024
+            if b"engine._worker" in Path(f"/proc/{current}/cmdline").read_bytes():
+                rego += rss
+            else:
+                service += rss
             for task in Path(f"/proc/{current}/task").iterdir():
                 children = (task / "children").read_text().split()
                 stack += [int(c) for c in children]
         except (OSError, AttributeError):
             continue
-    return total
+    return service, rego
 
 
 def memory(workers: int, decisions: int) -> list[str]:
@@ -516,23 +520,37 @@ def memory(workers: int, decisions: int) -> list[str]:
     samples: list[tuple[int, int]] = []
     done = 0
     try:
-        warm = wrk(f"http://127.0.0.1:{port}/v1/decisions", 5, bodies=many)
-        done += int(warm.requests_per_s * 5)
+        # Warm-up: every question asked once, so the bounded caches (inputs and verdicts, 10k entries each)
+        # are full before the first sample; what grows after that is growth.
+        while done < len(heads):
+            warm = wrk(f"http://127.0.0.1:{port}/v1/decisions", 5, bodies=many)
+            done += int(warm.requests_per_s * 5)
         samples.append((done, _tree_rss(process.pid)))
         while done < decisions:
             chunk = wrk(f"http://127.0.0.1:{port}/v1/decisions", 20, bodies=many)
             done += int(chunk.requests_per_s * 20)
             samples.append((done, _tree_rss(process.pid)))
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=30).text
+        found = re.search(r"^policy_server_engine_worker_recycles_total(?:\{[^}]*\})? ([\d.e+]+)", metrics, re.M)
+        recycles = float(found.group(1)) if found else 0.0
     finally:
         process.terminate()
         process.wait(20)
         shutil.rmtree(folder, ignore_errors=True)
-    first, last = samples[0][1], samples[-1][1]
-    peak = max(s for _, s in samples)
-    trace = ", ".join(f"{n // 1000}k: {s / 2**20:.0f}" for n, s in samples[:: max(1, len(samples) // 8)])
+    total = [(n, a + b) for n, (a, b) in samples]
+    first, last = total[0][1], total[-1][1]
+    peak = max(s for _, s in total)
+    trace = ", ".join(f"{n // 1000}k: {s / 2**20:.0f}" for n, s in total[:: max(1, len(total) // 8)])
+    service = [a for _, (a, _) in samples]
+    rego = [b for _, (_, b) in samples]
     return [
         f"memory: service + Rego workers {first / 2**20:.0f} MiB after warm-up, {last / 2**20:.0f} MiB after "
-        f"{done:,} decisions ({(last - first) / first:+.1%}; peak {peak / 2**20:.0f} MiB). MiB by decisions: {trace}"
+        f"{done:,} decisions ({(last - first) / first:+.1%}; peak {peak / 2**20:.0f} MiB). MiB by decisions: {trace}",
+        f"memory: server processes {service[0] / 2**20:.0f} → {service[-1] / 2**20:.0f} MiB "
+        f"({(service[-1] - service[0]) / service[0]:+.1%}, range {min(service) / 2**20:.0f}-"
+        f"{max(service) / 2**20:.0f}); "
+        f"Rego workers {rego[0] / 2**20:.0f} → {rego[-1] / 2**20:.0f} MiB (range {min(rego) / 2**20:.0f}-"
+        f"{max(rego) / 2**20:.0f}; recycled {recycles:.0f} times at POLICY_SERVER_ENGINE_RECYCLE_MB)",
     ]
 
 

@@ -112,6 +112,7 @@ class Services:
             DecisionSettings(
                 claim_ttl_s=settings.claim_ttl_s,
                 cache_ttl_s=settings.decision_cache_ms / 1000,
+                cache_entries=settings.decision_cache_entries,
                 max_input_bytes=settings.max_input_bytes,
             ),
         )

@@ -103,6 +103,9 @@ class Settings:
     decision_cache_ms: int = 1000
     """How long a verdict is reused for unchanged state and policies; 0 disables
     (``POLICY_SERVER_DECISION_CACHE_MS``)."""
+    decision_cache_entries: int = 2000
+    """Questions whose assembled inputs are kept for reuse while the state they were read from holds
+    (a few kB each; ``POLICY_SERVER_DECISION_CACHE_ENTRIES``)."""
     decision_retention_hours: int = 168
     """Decisions last given longer ago are pruned in the background (``POLICY_SERVER_DECISION_RETENTION_HOURS``)."""
     prune_interval_s: int = 300

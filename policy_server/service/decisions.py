@@ -70,7 +70,8 @@ class DecisionSettings:
     cache_ttl_s: float = 1.0
     """How long a verdict is reused for the same state and policies (0 disables the cache, and the reuse of
     inputs: every decision then reads the state and evaluates, as when the state changed)."""
-    cache_entries: int = 10_000
+    cache_entries: int = 2_000
+    """Questions whose inputs are kept for reuse (a few kB each; the verdicts are kept ``cache_ttl_s`` only)."""
     max_input_bytes: int = 1024 * 1024
     """A larger assembled input is not evaluated: the decision is denied with ``decision_input_too_large``."""
 
@@ -263,10 +264,18 @@ class DecisionService:
     def _remember(self, key: str, verdict: Verdict) -> None:
         if self.settings.cache_ttl_s <= 0:
             return
-        self._cache[key] = (time.monotonic(), _copy(verdict))
+        now = time.monotonic()
+        self._cache[key] = (now, _copy(verdict))
         self._cache.move_to_end(key)
-        while len(self._cache) > self.settings.cache_entries:
-            self._cache.popitem(last=False)
+        # Oldest first: drop what has expired (the cache holds about one TTL of answers), then what is too many.
+        while self._cache:
+            oldest = next(iter(self._cache))
+            if (
+                now - self._cache[oldest][0] <= self.settings.cache_ttl_s
+                and len(self._cache) <= self.settings.cache_entries
+            ):
+                break
+            del self._cache[oldest]
 
 
 def result_document(verdict: Verdict, namespace: str) -> dict[str, Any]:

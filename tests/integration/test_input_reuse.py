@@ -99,3 +99,30 @@ async def test_a_change_to_the_stage_its_promotions_runs_or_freight_is_seen_at_o
         assert gone == await _fresh(state, question, datetime.fromisoformat(gone["now"]))
     finally:
         await db.dispose()
+
+
+async def test_kept_inputs_and_verdicts_stay_bounded(database_url, fixtures_dir):
+    """Memory stays flat however many questions are asked: inputs up to ``cache_entries``, verdicts one TTL."""
+    import asyncio
+
+    db = Database(database_url)
+    await upgrade(db)
+    policies = PolicyService(PolicyStore(db), RegopyEvaluator())
+    settings = DecisionSettings(cache_ttl_s=0.2, cache_entries=5)
+    service = DecisionService(StateStore(db), DecisionStore(db), policies, settings)
+    try:
+        await service.state.apply(parse_body((fixtures_dir / "list-kargo-demo.json").read_bytes(), "application/json"))
+        questions = [
+            Question("kargo-demo", stage=s, freight=f"f{n}") for s in ("test", "uat", "prod") for n in range(4)
+        ]
+        for question in questions:
+            await service.decide(question)
+        assert len(service._inputs) == 5 and len(service._cache) <= 5
+        assert list(service._inputs)[-1] == ("kargo-demo", None, "prod", "f3")  # the newest are kept
+        await asyncio.sleep(0.3)
+        await service.decide(questions[0])
+        assert len(service._cache) == 1  # the expired verdicts went with the next one
+    finally:
+        await service.log.close()
+        await policies.engine.close()
+        await db.dispose()
