@@ -82,9 +82,10 @@ class Settings:
     (``POLICY_SERVER_EVALUATION_TIMEOUT_MS``)."""
     engine_memory_mb: int = 1024
     """Resident memory a Rego worker may reach before it is stopped (``POLICY_SERVER_ENGINE_MEMORY_MB``)."""
-    engine_recycle_mb: int = 256
-    """A Rego worker grown past this (regopy keeps memory from every evaluation) is replaced between requests
-    by a fresh one (``POLICY_SERVER_ENGINE_RECYCLE_MB``; at most half of ``engine_memory_mb``)."""
+    engine_recycle_mb: int = 32
+    """A Rego worker that grew by this much since its first answer (regopy keeps memory from every
+    evaluation) is replaced between requests by a fresh fork (``POLICY_SERVER_ENGINE_RECYCLE_MB``; at most
+    half of ``engine_memory_mb``)."""
     policy_refresh_ms: int = 1000
     """How often a replica checks the store for policy changes made elsewhere: the longest a replica answers
     with a replaced policy revision (``POLICY_SERVER_POLICY_REFRESH_MS``)."""

@@ -274,8 +274,7 @@ def _value(shared: Any, node: Any) -> str:
         return ""
 
 
-def _serve(requests: BinaryIO, replies: BinaryIO) -> None:
-    engine: _Engine | None = None
+def _serve(requests: BinaryIO, replies: BinaryIO, engine: _Engine | None = None) -> None:
     while True:
         header = requests.read(HEADER_SIZE)
         if len(header) < HEADER_SIZE:
@@ -295,13 +294,71 @@ def _serve(requests: BinaryIO, replies: BinaryIO) -> None:
         replies.flush()
 
 
-def main() -> None:
-    """Serve requests on stdin, reply on the original stdout, and silence fd 1."""
+def _silence_stdout() -> BinaryIO:
+    """The original stdout for replies; fd 1 (where Rego's ``print`` writes) goes to /dev/null."""
     replies = os.fdopen(os.dup(1), "wb")
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
+    os.close(devnull)
     sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
+    return replies
+
+
+def main() -> None:
+    """Serve requests on stdin, reply on the original stdout, and silence fd 1."""
+    replies = _silence_stdout()
     _serve(sys.stdin.buffer, replies)
+
+
+def zygote(control_fd: int) -> None:
+    """Fork workers that start with regopy loaded and the current bundles compiled.
+
+    A new worker process costs about 250 ms of CPU (Python, regopy, compiling the bundle); a fork of this
+    process costs a few. That is what makes replacing grown workers often affordable (regopy keeps memory
+    from every evaluation). Requests on ``control_fd`` (a Unix socket), each a frame: ``compile`` (a bundle
+    a worker compiled first: forks inherit it), ``fork`` (the reply carries the new worker's request and
+    reply pipes as SCM_RIGHTS). This process never evaluates; its children are reaped by the kernel.
+    """
+    import signal
+    import socket
+
+    _silence_stdout().close()
+    control = socket.socket(fileno=control_fd)
+    engine = _Engine()
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    stream = control.makefile("rb")
+    while True:
+        header = stream.read(HEADER_SIZE)
+        if len(header) < HEADER_SIZE:
+            return
+        message = decode(stream.read(header_length(header)))
+        if message.get("op") == "compile":
+            control.sendall(frame(engine.compile(message)))
+            continue
+        if message.get("op") != "fork":
+            control.sendall(frame({"ok": False, "error": "unknown op"}))
+            continue
+        requests_r, requests_w = os.pipe()
+        replies_r, replies_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the worker
+            try:
+                stream.close()
+                control.close()
+                os.close(requests_w)
+                os.close(replies_r)
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                os.setsid()
+                with os.fdopen(requests_r, "rb") as requests, os.fdopen(replies_w, "wb") as replies:
+                    _serve(requests, replies, engine)
+            finally:
+                os._exit(0)
+        os.close(requests_r)
+        os.close(replies_w)
+        reply = frame({"ok": True, "pid": pid, "compiled": list(engine.bundles)})
+        socket.send_fds(control, [reply], [requests_w, replies_r])
+        os.close(requests_w)
+        os.close(replies_r)
 
 
 if __name__ == "__main__":

@@ -209,23 +209,49 @@ print(resident() - before)
     grown = int(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout)
     assert grown > 3000 * 1024, f"regopy no longer keeps memory per evaluation ({grown} bytes): recycling may go"
 
-    evaluator = RegopyEvaluator(1, PoolLimits(recycle_bytes=1))  # every request leaves a worker past the limit
+    evaluator = RegopyEvaluator(1, PoolLimits(recycle_bytes=1))  # any growth after its first answer
     try:
         seen = set()
-        for n in range(4):
+        for n in range(8):
             (outcome,) = await evaluator.evaluate(bundle, [("good", {"p": n})])
             assert outcome.failure is None
             assert bool(outcome.deny) == (n > 1)
             seen.update(evaluator.pool.pids)
-            for _ in range(100):  # the replacement compiles before it serves
-                if evaluator.pool.recycled >= n + 1:
+            for _ in range(100):  # the replacement is ready before it serves
+                if evaluator.pool._idle.qsize():
                     break
                 await asyncio.sleep(0.05)
         assert evaluator.pool.recycled >= 3 and len(seen) >= 4
         assert evaluator.pool.restarts == 0
-        assert all(bundle.key in w.compiled for w in evaluator.pool._workers)
+        # Replacements are forked from the zygote with the bundle already compiled.
+        assert all(bundle.key in w.compiled and getattr(w.process, "forked", False) for w in evaluator.pool._workers)
     finally:
         await evaluator.close()
+
+
+async def test_workers_are_forked_ready_and_a_crashed_one_is_replaced_by_a_fork():
+    evaluator = RegopyEvaluator(2, PoolLimits(timeout_s=DEADLINE_S))
+    try:
+        bundle = Bundle.of([GOOD])
+        await asyncio.gather(*(evaluator.evaluate(bundle, [("good", {"p": 2})]) for _ in range(4)))
+        zygote = evaluator.pool._zygote
+        assert zygote is not None and zygote.alive()
+        for _ in range(100):  # the zygote learns the bundle once a worker compiled it
+            if bundle.key in zygote.compiled:
+                break
+            await asyncio.sleep(0.05)
+        crash = demo("crash", 'deny contains "r" if regex.match(`^(a|b)*$`, input.s)')
+        (outcome,) = await evaluator.evaluate(Bundle.of([crash]), [("crash", {"s": "ab" * 100_000})])
+        assert outcome.failure is not None and outcome.failure.code in (ENGINE_CRASHED, EVALUATION_TIMEOUT)
+        assert evaluator.pool.restarts == 1
+        replaced = [w for w in evaluator.pool._workers if bundle.key in w.compiled and len(w.compiled) == 1]
+        assert replaced and all(getattr(w.process, "forked", False) for w in evaluator.pool._workers)
+        started = time.monotonic()
+        (outcome,) = await evaluator.evaluate(bundle, [("good", {"p": 2})])
+        assert outcome.deny and time.monotonic() - started < 1
+    finally:
+        await evaluator.close()
+    assert not zygote.alive()
 
 
 LIMIT = demo(
