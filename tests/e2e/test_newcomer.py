@@ -121,15 +121,18 @@ def test_apply_actions_turns_abort_actions_into_kubectl_patches(server_factory, 
     assert piped.stdout.decode().splitlines() == commands
 
 
-def _descendants(pid: int) -> list[str]:
-    """Command lines of every process below ``pid``."""
-    out, stack = [], [pid]
+def _rego_workers(pid: int) -> int:
+    """Rego worker processes below ``pid``: forks of a zygote (which carry its command line), or started alone."""
+    count, stack = 0, [(pid, "")]
     while stack:
-        for task in Path(f"/proc/{stack.pop()}/task").iterdir():
-            for child in (task / "children").read_text().split():
-                stack.append(int(child))
-                out.append(Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode())
-    return out
+        current, command = stack.pop()
+        for task in Path(f"/proc/{current}/task").iterdir():
+            for child in map(int, (task / "children").read_text().split()):
+                line = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+                forked = "import zygote" in line and "import zygote" in command
+                count += forked or "engine._worker import main" in line
+                stack.append((child, line))
+    return count
 
 
 def test_several_worker_processes_share_the_store_and_the_metrics(server_factory, fixtures_dir, tmp_path):
@@ -141,11 +144,11 @@ def test_several_worker_processes_share_the_store_and_the_metrics(server_factory
     # The cores are shared out: about one Rego worker per core in all, not one per core in each process.
     expected = 2 * max(1, min(os.cpu_count() or 1, 4) // 2)
     deadline = time.monotonic() + 20  # the second process may still be starting its workers
-    while (found := sum("engine._worker" in c for c in _descendants(server.process.pid))) < expected:
+    while (found := _rego_workers(server.process.pid)) < expected:
         assert time.monotonic() < deadline, found
         time.sleep(0.2)
     time.sleep(0.5)
-    assert sum("engine._worker" in c for c in _descendants(server.process.pid)) == expected
+    assert _rego_workers(server.process.pid) == expected
     httpx.post(
         f"{server.url}/v1/state",
         headers=ADMIN,
