@@ -161,14 +161,13 @@ def ingest(source, url: str | None, token: str | None, batch: int) -> None:  # t
     SOURCE may hold `kubectl get ... -o json` output (an object or a List), `kubectl get -w -o json`
     output (objects or watch events, one after another), or NDJSON.
     """
-    documents = list(_json_documents(source.read()))
+    documents = _json_documents(source.read())
     if not documents:
         raise click.ClickException("the input holds no JSON documents")
     chunks = [documents] if batch <= 0 else [documents[i : i + batch] for i in range(0, len(documents), batch)]
+    bodies = (b"\n".join(chunk) + b"\n" for chunk in chunks)
     totals: dict[str, int] = {}
-    for chunk in chunks:
-        body = b"\n".join(json.dumps(d, separators=(",", ":")).encode() for d in chunk) + b"\n"
-        counts = _post(url, body, token) if url else _apply_locally(body)
+    for counts in _post_all(url, bodies, token) if url else map(_apply_locally, bodies):
         for key, value in counts.items():
             if isinstance(value, int):
                 totals[key] = totals.get(key, 0) + value
@@ -210,35 +209,71 @@ def _auth(token: str | None) -> dict[str, str]:
     return {"authorization": f"Bearer {token}"} if token else {}
 
 
-def _post(url: str, body: bytes, token: str | None) -> dict[str, int]:
+_IN_FLIGHT = 3
+
+
+def _post_all(url: str, bodies: Iterator[bytes], token: str | None) -> Iterator[dict[str, int]]:
+    """Post each body to ``url``'s ``/v1/state`` over one connection pool, a few at a time.
+
+    Batches may land in any order: the store keeps the newest resourceVersion of every object whatever the
+    order (deletions included), so a recorded stream applies the same. On the first error nothing more is
+    sent; batches already sent stay applied (each is one transaction; sending the stream again is harmless).
+    """
+    from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
     import httpx
 
     target = url.rstrip("/") + "/v1/state"
+    headers = {"content-type": "application/x-ndjson", **_auth(token)}
+    with httpx.Client(headers=headers, timeout=120) as client, ThreadPoolExecutor(_IN_FLIGHT) as pool:
+
+        def post(body: bytes) -> dict[str, int]:
+            try:
+                response = client.post(target, content=body)
+            except httpx.HTTPError as exc:
+                raise click.ClickException(f"cannot reach {target}: {exc}") from None
+            if response.status_code != 200:
+                raise click.ClickException(f"{target} answered {response.status_code}: {response.text}")
+            return response.json()
+
+        pending: set[Future[dict[str, int]]] = set()
+        for body in bodies:
+            if len(pending) >= _IN_FLIGHT:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                yield from (f.result() for f in done)
+            pending.add(pool.submit(post, body))
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            yield from (f.result() for f in done)
+
+
+def _json_documents(data: bytes) -> list[bytes]:
+    """Each JSON value of ``data`` as one line: one document, NDJSON, or kubectl's indented watch output."""
+    import msgspec
+
+    lines = [line for line in (raw.strip() for raw in data.splitlines()) if line]
     try:
-        headers = {"content-type": "application/x-ndjson", **_auth(token)}
-        response = httpx.post(target, content=body, headers=headers, timeout=120)
-    except httpx.HTTPError as exc:
-        raise click.ClickException(f"cannot reach {target}: {exc}") from None
-    if response.status_code != 200:
-        raise click.ClickException(f"{target} answered {response.status_code}: {response.text}")
-    return response.json()
-
-
-def _json_documents(data: bytes) -> Iterator[object]:
-    """JSON values one after another: one document, NDJSON, or kubectl's indented watch output."""
-    text = data.decode("utf-8")
+        for line in lines:  # NDJSON (a recorded watch stream): the lines go as they are
+            msgspec.json.decode(line)
+        return lines
+    except msgspec.DecodeError:
+        pass
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise click.ClickException(f"the input is not UTF-8: {exc}") from None
     decoder = json.JSONDecoder()
-    position = 0
+    position, out = 0, []
     while True:
         while position < len(text) and text[position].isspace():
             position += 1
         if position >= len(text):
-            return
+            return out
         try:
             value, position = decoder.raw_decode(text, position)
         except json.JSONDecodeError as exc:
             raise click.ClickException(f"not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
-        yield value
+        out.append(msgspec.json.encode(value))
 
 
 @main.group()

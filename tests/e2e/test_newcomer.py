@@ -88,6 +88,26 @@ def test_cli_ingest_writes_the_configured_database(fixtures_dir, tmp_path):
     }
 
 
+def test_cli_ingest_posts_batches_a_few_at_a_time_and_ends_in_the_same_state(server_factory, fixtures_dir, tmp_path):
+    """Batches sent side by side may land in any order: what is recorded is the same as in one transaction."""
+    stream = fixtures_dir / "watch-prod-verification-failed.jsonl"
+    states = []
+    for n, batch in enumerate(("0", "2")):
+        env = {"POLICY_SERVER_DATA_DIR": str(tmp_path / f"data-{n}")}
+        server = server_factory(env)
+        listed = cli("ingest", "--url", server.url, str(fixtures_dir / "list-kargo-demo.json"), env=env)
+        assert listed.returncode == 0, listed.stderr.decode()
+        result = cli("ingest", "--url", server.url, "--batch", batch, str(stream), env=env)
+        assert result.returncode == 0, result.stderr.decode()
+        assert json.loads(result.stdout)["items"] == 22
+        with httpx.Client(base_url=server.url, timeout=30, headers=ADMIN) as http:
+            stages = {s: http.get(f"/v1/namespaces/kargo-demo/stages/{s}").json() for s in ("test", "uat", "prod")}
+            p8 = http.get(f"/v1/namespaces/kargo-demo/promotions/{PROD_P8}").json()
+        states.append((stages, p8))
+    assert states[0] == states[1]
+    assert states[1][1]["phase"] == "Succeeded"
+
+
 def test_cli_ingest_rejects_bad_input_and_stores_nothing(tmp_path):
     env = {"POLICY_SERVER_DATA_DIR": str(tmp_path)}
     bad = b'{"apiVersion": "kargo.akuity.io/v1alpha1", "kind": "Stage", "metadata": {"name": "x"}}'
