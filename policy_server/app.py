@@ -219,11 +219,9 @@ class PolicyServerPlugin(InitPluginProtocol):
             }
         )
         app_config.exception_handlers.update(EXCEPTION_HANDLERS)  # type: ignore[arg-type]
-        app_config.guards.append(
-            authorizer(
-                lambda: holder["services"].access_service,
-                RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
-            )
+        app_config.before_request = authorizer(
+            lambda: holder["services"].access_service,
+            RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
         )
         app_config.openapi_config = openapi_config()
         return app_config

@@ -8,7 +8,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from litestar import Request
-from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi.spec import Components, SecurityScheme
@@ -59,14 +58,16 @@ class RateLimiter:
 
 def authorizer(
     access: Callable[[], AccessService], limiter: RateLimiter | None = None
-) -> Callable[..., Awaitable[None]]:
-    """The guard of every route, reading tokens through the running app's access service."""
+) -> Callable[[Request[Any, Any, Any]], Awaitable[None]]:
+    """What runs before every handler (an app-wide ``before_request`` hook: a guard would cost a copy of the
+    route handler per request), reading tokens through the running app's access service."""
 
-    async def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
-        await _authorize(access(), connection, handler)
+    async def authorize(request: Request[Any, Any, Any]) -> None:
+        handler = request.scope["route_handler"]
+        principal = await _authorize(access(), request.scope, handler)
         # Decisions and ingestion are what machines call in loops: they are rate limited per token.
-        if limiter is not None and handler.opt.get("capability") == "control":
-            wait = limiter.take(connection.state["principal"].name)
+        if principal is not None and limiter is not None and handler.opt.get("capability") == "control":
+            wait = limiter.take(principal.name)
             if wait > 0:
                 raise RateLimited(
                     f"more than {limiter.rate:g} requests per second for this token", retry_after=math.ceil(wait)
@@ -75,20 +76,26 @@ def authorizer(
     return authorize
 
 
-async def _authorize(
-    access: AccessService, connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
-) -> None:
+async def _authorize(access: AccessService, scope: Any, handler: BaseRouteHandler) -> Principal | None:
     """Every `/v1` route needs a token whose role grants the route's capability (admin when undeclared)."""
     capability = handler.opt.get("capability")
-    if capability is None and not connection.url.path.startswith("/v1"):
-        return  # probes, metrics and the docs stay open
-    principal = await access.authenticate(connection.headers.get("authorization"))
+    if capability is None and not scope["path"].startswith("/v1"):
+        return None  # probes, metrics and the docs stay open
+    principal = await access.authenticate(_authorization(scope))
     need = capability or "admin"
     if principal.role not in GRANTS[need]:
         raise Forbidden(f"role {principal.role!r} of token {principal.name!r} may not do this (needs {need})")
-    connection.state["principal"] = principal
+    scope.setdefault("state", {})["principal"] = principal
+    return principal
+
+
+def _authorization(scope: Any) -> str | None:
+    for name, value in scope["headers"]:
+        if name.lower() == b"authorization":
+            return bytes(value).decode("latin-1")
+    return None
 
 
 def current_principal(request: Request[Any, Any, Any]) -> Principal:
     """The authenticated caller (the anonymous admin when authentication is disabled)."""
-    return request.state.get("principal", ANONYMOUS_ADMIN)
+    return (request.scope.get("state") or {}).get("principal", ANONYMOUS_ADMIN)

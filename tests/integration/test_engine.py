@@ -212,8 +212,9 @@ print(resident() - before)
     evaluator = RegopyEvaluator(1, PoolLimits(recycle_bytes=1))  # any growth after its first answer
     try:
         seen = set()
+        queue = [{"name": f"prod.{i}", "phase": "Pending"} for i in range(100)]  # kilobytes kept per evaluation
         for n in range(8):
-            (outcome,) = await evaluator.evaluate(bundle, [("good", {"p": n})])
+            (outcome,) = await evaluator.evaluate(bundle, [("good", {"p": n, "queue": queue})])
             assert outcome.failure is None
             assert bool(outcome.deny) == (n > 1)
             seen.update(evaluator.pool.pids)
