@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import os
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -51,6 +53,12 @@ DECISION_LOG_BACKLOG = Gauge(
     "Decision log writes in flight (each answer waits for its write to commit).",
     multiprocess_mode="livesum",
 )
+
+
+@functools.lru_cache(maxsize=4096)
+def child(metric: Any, *labels: str) -> Any:
+    """``metric.labels(*labels)``, looked up once: the lookup takes a lock and builds keys on every call."""
+    return metric.labels(*labels)
 
 
 def exposition() -> tuple[bytes, str]:

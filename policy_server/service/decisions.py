@@ -12,7 +12,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
-from ulid import ULID
 
 from policy_server import metrics
 from policy_server.kargo import abort_patch, format_time, time_ns
@@ -20,7 +19,7 @@ from policy_server.service.decision_log import DecisionLogWriter
 from policy_server.service.inputs import document_from_facts
 from policy_server.service.policies import PolicyService
 from policy_server.service.verdict import AbortAction, Reason, Verdict
-from policy_server.store import DecisionEntry, DecisionFacts, DecisionStore, StateStore
+from policy_server.store import DecisionEntry, DecisionFacts, DecisionStore, StateStore, new_decision_id
 
 _log = logging.getLogger("policy_server.decisions")
 SERVICE_POLICY = "policy-server"
@@ -109,7 +108,7 @@ class DecisionService:
         active = await self.policies.active()
         key = f"{active.bundle.key}:{active.version}:{input_hash}"
         verdict, cached = self._cached(key)
-        metrics.VERDICT_CACHE.labels("hit" if cached else "miss").inc()
+        metrics.child(metrics.VERDICT_CACHE, "hit" if cached else "miss").inc()
         if verdict is None:
             size = len(_encoder.encode(document))
             if size > self.settings.max_input_bytes:
@@ -117,7 +116,7 @@ class DecisionService:
         if verdict is None:
             evaluation_started = time.perf_counter()
             verdict, _ = await self.policies.evaluate(document)
-            metrics.EVALUATION_SECONDS.labels(self.policies.engine.name).observe(
+            metrics.child(metrics.EVALUATION_SECONDS, self.policies.engine.name).observe(
                 time.perf_counter() - evaluation_started
             )
             if not any(r.code.startswith(("evaluation_", "engine_")) for r in verdict.reasons):
@@ -125,7 +124,7 @@ class DecisionService:
         verdict = _copy(verdict)
         self._service_checks(question, facts.promotion is not None, facts.stage is not None, verdict)
 
-        decision_id = str(ULID.from_datetime(now))  # the id sorts by evaluation time (see ulid_floor)
+        decision_id = new_decision_id(now)  # the id sorts by evaluation time (see ulid_floor)
         claimed = False
         if stage is not None and facts.stage is not None:
             claim = await self.decisions.current_claim(question.namespace, stage)
@@ -171,9 +170,9 @@ class DecisionService:
             logged_id, repeats = await self.log.record(entry)
         finally:
             metrics.DECISION_LOG_BACKLOG.dec()
-        metrics.DECISIONS.labels("allow" if verdict.allow else "deny").inc()
+        metrics.child(metrics.DECISIONS, "allow" if verdict.allow else "deny").inc()
         for kind, policy, code in entry.reasons:
-            metrics.DECISION_REASONS.labels(kind, policy, code).inc()
+            metrics.child(metrics.DECISION_REASONS, kind, policy, code).inc()
         metrics.DECISION_SECONDS.observe(time.perf_counter() - started)
         _log.info(
             "decision %s %s %s/%s: %s",
@@ -207,14 +206,14 @@ class DecisionService:
         if hit is not None and hit.facts.versions is not None:
             if await self.state.versions(question.namespace, hit.facts.versions[0]) == hit.facts.versions:
                 self._inputs.move_to_end(key)
-                metrics.INPUT_CACHE.labels("hit").inc()
+                metrics.child(metrics.INPUT_CACHE, "hit").inc()
                 if question.prospective:
                     # The prospective Promotion is created "now": rebuild the document around it.
                     document = self._document(hit.facts, question, now)
                     return hit.facts, document, _input_hash(document)
                 return hit.facts, {**hit.document, "now": format_time(now), "now_ns": time_ns(now)}, hit.input_hash
         if reuse:
-            metrics.INPUT_CACHE.labels("miss").inc()
+            metrics.child(metrics.INPUT_CACHE, "miss").inc()
         facts = await self.state.decision_facts(
             question.namespace, promotion=question.promotion, stage=question.stage, freight=question.freight
         )

@@ -2,7 +2,14 @@
 
 from policy_server.store._access import AccessStore, AuditEvent, Token
 from policy_server.store._db import Database, translate_errors
-from policy_server.store._decisions import Claim, DecisionEntry, DecisionFilter, DecisionStore, LoggedDecision
+from policy_server.store._decisions import (
+    Claim,
+    DecisionEntry,
+    DecisionFilter,
+    DecisionStore,
+    LoggedDecision,
+    new_decision_id,
+)
 from policy_server.store._migrate import current_revision, head_revision, upgrade
 from policy_server.store._models import metadata
 from policy_server.store._policies import Policy, PolicyStore, Revision, RevisionDraft
@@ -38,6 +45,7 @@ __all__ = [
     "current_revision",
     "head_revision",
     "metadata",
+    "new_decision_id",
     "translate_errors",
     "upgrade",
 ]

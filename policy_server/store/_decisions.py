@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sqlite3
 import zlib
 from collections.abc import AsyncIterator
@@ -335,6 +336,17 @@ class DecisionStore:
 
 
 _ID_MARGIN = timedelta(minutes=1)
+
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def new_decision_id(moment: datetime) -> str:
+    """A ULID of ``moment`` (48 bits of milliseconds, 80 random bits): decision ids sort by evaluation time.
+    Made here rather than by python-ulid, which takes ~30 µs of a ~400 µs repeated decision."""
+    ms = max(0, min(int(moment.astimezone(UTC).timestamp() * 1000), 2**48 - 1))
+    value = (ms << 80) | int.from_bytes(os.urandom(10), "big")
+    return "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
 
 
 def ulid_floor(moment: datetime) -> str:
