@@ -48,6 +48,9 @@ class PoolLimits:
     from every evaluation (bench/RESULTS.md): a long-lived worker would otherwise reach ``memory_bytes``
     and fail a decision, and the service's resident size would not stay flat."""
 
+    recycle_check_every: int = 8
+    """How many requests a worker answers between looks at its size (a /proc read each)."""
+
     @property
     def recycle_growth(self) -> int:
         """Growth past which an idle worker is replaced."""
@@ -177,6 +180,7 @@ class _Worker:
         self.compiled: set[str] = set()
         self.baseline = 0
         """Resident bytes at its first answer: what it grew from."""
+        self.requests = 0
 
     @property
     def pid(self) -> int:
@@ -202,43 +206,37 @@ class _Worker:
             message = f"the input cannot be given to the engine: {exc}"
             raise WorkerFailure("evaluation_error", message, worker_ok=True) from exc
         self.process.stdin.write(data)
+        self.requests += 1
         reply = asyncio.ensure_future(self._read())
-        watchdog = asyncio.ensure_future(self._watch(memory_bytes))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
         try:
-            done, _ = await asyncio.wait({reply, watchdog}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
-            if reply in done:
-                return reply.result()
-            if watchdog in done:
-                raise WorkerFailure(
-                    "evaluation_memory_exceeded",
-                    f"the Rego engine grew past {memory_bytes // (1024 * 1024)} MiB and was stopped",
-                )
-            raise WorkerFailure("evaluation_timeout", f"evaluation did not finish within {timeout_s:g} s")
+            # Wait for the reply; every _WATCH_INTERVAL without one, look at the worker's size.
+            while True:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    raise WorkerFailure("evaluation_timeout", f"evaluation did not finish within {timeout_s:g} s")
+                done, _ = await asyncio.wait({reply}, timeout=min(_WATCH_INTERVAL, remaining))
+                if done:
+                    return reply.result()
+                if self.resident() > memory_bytes:
+                    raise WorkerFailure(
+                        "evaluation_memory_exceeded",
+                        f"the Rego engine grew past {memory_bytes // (1024 * 1024)} MiB and was stopped",
+                    )
         except (asyncio.IncompleteReadError, ConnectionError, BrokenPipeError) as exc:
             code = await self._exit_reason()
             raise WorkerFailure("engine_crashed", f"the Rego engine process died ({code})") from exc
         finally:
-            for task in (reply, watchdog):
-                task.cancel()
+            if not reply.done():
+                reply.cancel()
                 with contextlib.suppress(BaseException):
-                    await task
+                    await reply
 
     async def _read(self) -> dict[str, Any]:
         assert self.process.stdout is not None
         header = await self.process.stdout.readexactly(HEADER_SIZE)
         return decode(await self.process.stdout.readexactly(header_length(header)))
-
-    async def _watch(self, limit: int) -> None:
-        path = f"/proc/{self.pid}/statm"
-        while True:
-            await asyncio.sleep(_WATCH_INTERVAL)
-            try:
-                with open(path) as handle:
-                    resident = int(handle.read().split()[1]) * _PAGE
-            except (OSError, ValueError, IndexError):
-                return await asyncio.sleep(3600)
-            if resident > limit:
-                return None
 
     async def _exit_reason(self) -> str:
         try:
@@ -346,7 +344,12 @@ class WorkerPool:
             worker = await self._replace(worker)
             raise
         finally:
-            grown = worker.baseline and worker.resident() - worker.baseline > self.limits.recycle_growth
+            # Looked at every few requests (a /proc read each): regopy keeps ~50 kB per decision.
+            grown = (
+                worker.baseline
+                and worker.requests % self.limits.recycle_check_every == 0
+                and worker.resident() - worker.baseline > self.limits.recycle_growth
+            )
             if not self._closed and worker.alive() and grown:
                 task = asyncio.create_task(self._recycle(worker))
                 self._recycling.add(task)

@@ -209,7 +209,7 @@ print(resident() - before)
     grown = int(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout)
     assert grown > 3000 * 1024, f"regopy no longer keeps memory per evaluation ({grown} bytes): recycling may go"
 
-    evaluator = RegopyEvaluator(1, PoolLimits(recycle_bytes=1))  # any growth after its first answer
+    evaluator = RegopyEvaluator(1, PoolLimits(recycle_bytes=1, recycle_check_every=1))  # any growth
     try:
         seen = set()
         queue = [{"name": f"prod.{i}", "phase": "Pending"} for i in range(100)]  # kilobytes kept per evaluation
