@@ -33,8 +33,9 @@ class Settings:
     """SQLAlchemy URL of the store; empty means a SQLite file in ``data_dir`` (``POLICY_SERVER_DATABASE_URL``)."""
     auto_migrate: bool | None = None
     """Upgrade the schema at start-up; default: on for SQLite, off for PostgreSQL (``POLICY_SERVER_AUTO_MIGRATE``)."""
-    db_pool_size: int = 10
-    """Connections kept open per process (PostgreSQL) (``POLICY_SERVER_DB_POOL_SIZE``)."""
+    db_pool_size: int = 20
+    """Connections kept open per process (PostgreSQL) (``POLICY_SERVER_DB_POOL_SIZE``): more than the
+    requests served at once, or connections are opened and closed under load."""
     db_max_overflow: int = 10
     """Extra connections a process may open under load (PostgreSQL) (``POLICY_SERVER_DB_MAX_OVERFLOW``)."""
     max_body_bytes: int = 16 * 1024 * 1024

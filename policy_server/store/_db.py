@@ -28,7 +28,7 @@ class Database:
     waits for it (busy timeout). Reads use a separate engine and see one consistent snapshot (WAL).
     """
 
-    def __init__(self, url: str, *, pool_size: int = 10, max_overflow: int = 10, echo: bool = False) -> None:
+    def __init__(self, url: str, *, pool_size: int = 20, max_overflow: int = 10, echo: bool = False) -> None:
         self.url = url
         parsed = make_url(url)
         self.dialect = parsed.get_backend_name()
@@ -52,6 +52,8 @@ class Database:
                 echo=echo,
             )
             self.reader = self.writer
+            # Single statements need no transaction: BEGIN and ROLLBACK would double their round trips.
+            self._fetcher = self.writer.execution_options(isolation_level="AUTOCOMMIT")
         else:
             raise ValueError(f"unsupported database {self.dialect!r}: use sqlite+aiosqlite or postgresql+asyncpg")
 
@@ -113,11 +115,11 @@ class Database:
                 finally:
                     await conn.rollback()
 
-    async def fetch(self, statement: Executable) -> list[Row[Any]]:
+    async def fetch(self, statement: Executable, parameters: dict[str, Any] | None = None) -> list[Row[Any]]:
         """The rows of one statement: a single statement reads one snapshot, so no transaction is set up."""
         with translate_errors():
-            async with self.reader.connect() as conn:
-                return list((await conn.execute(statement)).all())
+            async with (self._fetcher if self.dialect == "postgresql" else self.reader).connect() as conn:
+                return list((await conn.execute(statement, parameters)).all())
 
     async def lock(self, conn: AsyncConnection, names: list[str]) -> None:
         """Hold named locks until the transaction ends (PostgreSQL advisory locks, taken in one order).

@@ -230,12 +230,12 @@ class DecisionStore:
                 return None
             promotion, decision_id, claimed_at, expires_at, phase = rows[0]
             return Claim(promotion, decision_id, from_db_time(claimed_at), from_db_time(expires_at), phase)  # type: ignore[arg-type]
-        rows = await self.db.fetch(_claim_query(namespace, stage))
+        rows = await self.db.fetch(_CLAIM_QUERY, _claim_params(namespace, stage))
         return _claim_of(rows[0]) if rows else None
 
     @staticmethod
     async def _claim(conn: AsyncConnection, namespace: str, stage: str) -> Claim | None:
-        row = (await conn.execute(_claim_query(namespace, stage))).first()
+        row = (await conn.execute(_CLAIM_QUERY, _claim_params(namespace, stage))).first()
         return _claim_of(row) if row is not None else None
 
     async def get(self, decision_id: str) -> LoggedDecision | None:
@@ -355,14 +355,16 @@ def ulid_floor(moment: datetime) -> str:
     return str(ULID.from_bytes(ms.to_bytes(6, "big") + bytes(10)))
 
 
-def _claim_query(namespace: str, stage: str) -> Any:
-    return (
-        select(_C, _P.c.phase)
-        .select_from(
-            _C.outerjoin(_P, and_(_P.c.namespace == _C.c.namespace, _P.c.name == _C.c.promotion, ~_P.c.deleted))
-        )
-        .where(_C.c.namespace == namespace, _C.c.stage == stage)
-    )
+# Built once: building the statement took longer than running it (PostgreSQL path).
+_CLAIM_QUERY = (
+    select(_C, _P.c.phase)
+    .select_from(_C.outerjoin(_P, and_(_P.c.namespace == _C.c.namespace, _P.c.name == _C.c.promotion, ~_P.c.deleted)))
+    .where(_C.c.namespace == bindparam("claim_ns"), _C.c.stage == bindparam("claim_stage"))
+)
+
+
+def _claim_params(namespace: str, stage: str) -> dict[str, str]:
+    return {"claim_ns": namespace, "claim_stage": stage}
 
 
 def _claim_of(row: Any) -> Claim:

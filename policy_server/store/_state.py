@@ -444,13 +444,13 @@ class StateStore:
         if self.db.direct is not None:
             found = dict(self.db.direct.fetch(_SQL_VERSIONS, (namespace, stage_scope(stage), FREIGHT_SCOPE)))
             return stage, found.get(stage_scope(stage), 0), found.get(FREIGHT_SCOPE, 0)
-        rows = await self.db.fetch(_versions_query(namespace, stage))
+        rows = await self.db.fetch(_VERSIONS_QUERY, _versions_params(namespace, stage))
         found = {r.scope: r.version for r in rows}
         return stage, found.get(stage_scope(stage), 0), found.get(FREIGHT_SCOPE, 0)
 
     @staticmethod
     async def _versions(conn: AsyncConnection, namespace: str, stage: str) -> tuple[str, int, int]:
-        found = {r.scope: r.version for r in await conn.execute(_versions_query(namespace, stage))}
+        found = {r.scope: r.version for r in await conn.execute(_VERSIONS_QUERY, _versions_params(namespace, stage))}
         return stage, found.get(stage_scope(stage), 0), found.get(FREIGHT_SCOPE, 0)
 
     async def _freight(self, conn: AsyncConnection, namespace: str, names: list[str]) -> dict[str, dict[str, Any]]:
@@ -502,11 +502,14 @@ async def bump_versions(conn: AsyncConnection, scopes: set[tuple[str, str]]) -> 
         await conn.execute(_BUMP, [{"namespace": ns, "scope": scope} for ns, scope in sorted(scopes)])
 
 
-def _versions_query(namespace: str, stage: str) -> Any:
-    table = StateVersionRow.__table__
-    return select(table.c.scope, table.c.version).where(
-        table.c.namespace == namespace, table.c.scope.in_([stage_scope(stage), FREIGHT_SCOPE])
-    )
+_V = StateVersionRow.__table__
+_VERSIONS_QUERY = select(_V.c.scope, _V.c.version).where(
+    _V.c.namespace == bindparam("v_ns"), _V.c.scope.in_([bindparam("v_stage"), bindparam("v_freight")])
+)
+
+
+def _versions_params(namespace: str, stage: str) -> dict[str, str]:
+    return {"v_ns": namespace, "v_stage": stage_scope(stage), "v_freight": FREIGHT_SCOPE}
 
 
 def _key_order(key: ObjectKey) -> tuple[str, str, str]:
