@@ -29,7 +29,7 @@ _failed(inp) if {
 }
 
 # Promotions created at or before the run ended; a run stopped but not yet completed cuts at now.
-_cutoff(run, now) := run.completed_at_ns if run.completed_at_ns != null
+_cutoff(run, _) := run.completed_at_ns if run.completed_at_ns != null
 
 _cutoff(run, now) := now if run.completed_at_ns == null
 
