@@ -135,11 +135,8 @@ def _documents(body: bytes, ndjson: bool, errors: list[FieldError]) -> Iterator[
 
 
 def _expand(raw: Any) -> Iterator[tuple[str, Any, Kind | None]]:
-    """Flatten Lists (``kind: List`` from kubectl, ``PromotionList`` from the API) and JSON arrays."""
-    if isinstance(raw, list):
-        for i, value in enumerate(raw):
-            yield f"[{i}]", value, None
-        return
+    """Flatten Lists (``kind: List`` from kubectl, ``PromotionList`` from the API). A bare JSON array is not
+    one of the documented forms (an object, a List, a watch event): ``_item`` refuses it."""
     if isinstance(raw, dict) and _is_list(raw):
         items = raw.get("items")
         if items is None:
@@ -167,7 +164,12 @@ def _is_list(raw: dict) -> bool:
 
 def _item(index: int, line: int | None, raw: Any, default_kind: Kind | None) -> Item:
     if not isinstance(raw, dict):
-        raise ObjectError("(object)", "expected a JSON object (a Kubernetes object or a watch event)")
+        kind = (
+            "a JSON array: send a `kind: List` or one object per line" if isinstance(raw, list) else type(raw).__name__
+        )
+        raise ObjectError(
+            "(object)", f"expected a JSON object (a Kubernetes object, a List or a watch event), got {kind}"
+        )
     if "object" in raw and "type" in raw and "kind" not in raw:
         return _event(index, line, raw)
     if default_kind is not None and "kind" not in raw:

@@ -96,9 +96,13 @@ class KargoObject:
         return rv_number(self.resource_version)
 
 
+_RESOURCE_VERSION = re.compile(r"[0-9]{1,20}")
+_RV_NUMBER = re.compile(r"[0-9]{1,18}")
+
+
 def rv_number(resource_version: str | None) -> int | None:
-    """``"182379"`` → 182379; anything that is not a plain non-negative integer → None."""
-    if resource_version and resource_version.isdigit() and len(resource_version) < 19:
+    """``"182379"`` → 182379; anything that is not a plain non-negative ASCII integer → None."""
+    if resource_version and _RV_NUMBER.fullmatch(resource_version):
         return int(resource_version)
     return None
 
@@ -136,11 +140,14 @@ def classify(raw: Any) -> Kind | None:
 def parse_object(raw: Any, kind: Kind) -> KargoObject:
     """Check ``raw`` and extract what we index. Raises ObjectError naming the first bad field."""
     if not isinstance(raw, dict):
-        raise ObjectError("(object)", f"expected a JSON object, got {_type_name(raw)}")
+        raise ObjectError("(object)", f"expected a JSON object, got {type_name(raw)}")
     metadata = _map(raw, "metadata", required=True)
     name = _str(metadata, "name", "metadata.name", required=True)
     namespace = _str(metadata, "namespace", "metadata.namespace", required=True)
     resource_version = _str(metadata, "resourceVersion", "metadata.resourceVersion")
+    if resource_version and not _RESOURCE_VERSION.fullmatch(resource_version):
+        # An API server serves the etcd revision: ASCII digits. Anything else cannot be ordered.
+        raise ObjectError("metadata.resourceVersion", f"expected ASCII digits, got {resource_version[:40]!r}")
     uid = _str(metadata, "uid", "metadata.uid")
     created_at = _time(metadata, "creationTimestamp", "metadata.creationTimestamp")
     labels = _str_map(metadata, "labels", "metadata.labels")
@@ -161,7 +168,7 @@ def parse_object(raw: Any, kind: Kind) -> KargoObject:
 def parse_key(raw: Any, kind: Kind) -> ObjectKey:
     """Only the identity of ``raw``: what a DELETED event needs."""
     if not isinstance(raw, dict):
-        raise ObjectError("(object)", f"expected a JSON object, got {_type_name(raw)}")
+        raise ObjectError("(object)", f"expected a JSON object, got {type_name(raw)}")
     metadata = _map(raw, "metadata", required=True)
     return ObjectKey(
         kind,
@@ -217,11 +224,17 @@ def time_ns(value: datetime | None) -> int | None:
 
 
 def parse_time(text: str) -> datetime:
-    """Parse an RFC 3339 timestamp (``Z`` or an offset, optional fraction) into an aware UTC datetime."""
+    """Parse an RFC 3339 timestamp (``Z`` or an offset, optional fraction) into an aware UTC datetime.
+
+    Raises ``ValueError`` for anything else, including a time that is not within years 1 to 9999 in UTC.
+    """
     value = datetime.fromisoformat(text)
     if value.tzinfo is None:
         raise ValueError("timestamp has no time zone")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("timestamp is out of range (years 1 to 9999 in UTC)") from None
 
 
 # --- kind-specific columns ----------------------------------------------------------------------
@@ -231,16 +244,16 @@ def _stage(raw: dict, status: dict, labels: dict, annotations: dict, name: str) 
     spec = _map(raw, "spec") or {}
     verification = spec.get("verification")
     if verification is not None and not isinstance(verification, dict):
-        raise ObjectError("spec.verification", f"expected an object, got {_type_name(verification)}")
+        raise ObjectError("spec.verification", f"expected an object, got {type_name(verification)}")
     health = _map(status, "health", "status.health") or {}
     history = status.get("freightHistory")
     if history is not None and not isinstance(history, list):
-        raise ObjectError("status.freightHistory", f"expected an array, got {_type_name(history)}")
+        raise ObjectError("status.freightHistory", f"expected an array, got {type_name(history)}")
     current_collection = None
     if history:
         first = history[0]
         if not isinstance(first, dict):
-            raise ObjectError("status.freightHistory[0]", f"expected an object, got {_type_name(first)}")
+            raise ObjectError("status.freightHistory[0]", f"expected an object, got {type_name(first)}")
         current_collection = _str(first, "id", "status.freightHistory[0].id")
     current = _map(status, "currentPromotion", "status.currentPromotion") or {}
     last = _map(status, "lastPromotion", "status.lastPromotion") or {}
@@ -286,7 +299,7 @@ def _analysis_run(raw: dict, status: dict, labels: dict, annotations: dict, name
     if terminate is None:
         terminate = False
     if not isinstance(terminate, bool):
-        raise ObjectError("spec.terminate", f"expected a boolean, got {_type_name(terminate)}")
+        raise ObjectError("spec.terminate", f"expected a boolean, got {type_name(terminate)}")
     phase = _str(status, "phase", "status.phase") or ""
     # The label is shortened for Stage names over 63 characters; the annotation then holds the full name.
     stage = annotations.get(ANNOTATION_STAGE) or labels.get(LABEL_STAGE)
@@ -312,7 +325,8 @@ _EXTRACTORS = {
 # --- typed field access -------------------------------------------------------------------------
 
 
-def _type_name(value: Any) -> str:
+def type_name(value: Any) -> str:
+    """The JSON type of a decoded value, for messages: `an object`, `an array`, ..."""
     return {
         dict: "an object",
         list: "an array",
@@ -331,7 +345,7 @@ def _map(parent: dict, key: str, path: str | None = None, *, required: bool = Fa
             raise ObjectError(path or key, "is required")
         return None
     if not isinstance(value, dict):
-        raise ObjectError(path or key, f"expected an object, got {_type_name(value)}")
+        raise ObjectError(path or key, f"expected an object, got {type_name(value)}")
     return value
 
 
@@ -342,7 +356,7 @@ def _str(parent: dict, key: str, path: str, *, required: bool = False) -> str | 
             raise ObjectError(path, "is required")
         return None
     if not isinstance(value, str):
-        raise ObjectError(path, f"expected a string, got {_type_name(value)}")
+        raise ObjectError(path, f"expected a string, got {type_name(value)}")
     return value
 
 
@@ -350,7 +364,7 @@ def _str_map(parent: dict, key: str, path: str) -> dict[str, str]:
     value = _map(parent, key, path) or {}
     for k, v in value.items():
         if not isinstance(v, str):
-            raise ObjectError(f"{path}[{k}]", f"expected a string, got {_type_name(v)}")
+            raise ObjectError(f"{path}[{k}]", f"expected a string, got {type_name(v)}")
     return value
 
 
@@ -360,5 +374,5 @@ def _time(parent: dict, key: str, path: str) -> datetime | None:
         return None
     try:
         return parse_time(value)
-    except ValueError:
-        raise ObjectError(path, f"expected an RFC 3339 timestamp, got {value!r}") from None
+    except ValueError as exc:
+        raise ObjectError(path, f"expected an RFC 3339 timestamp within years 1-9999, got {value!r} ({exc})") from None

@@ -117,3 +117,73 @@ def test_a_malformed_object_anywhere_keeps_the_whole_request_out(tmp_path_factor
         return counts
 
     assert _run(scenario()) == {"Stage": 0, "Promotion": 0, "Freight": 0, "AnalysisRun": 0}
+
+
+_ASCII_DIGITS = "0123456789"
+odd_resource_versions = st.one_of(
+    # digits of other scripts (Python's isdigit() takes them; int() refuses some, and Kubernetes never serves them)
+    st.text(st.characters(categories=["Nd", "No"], exclude_characters=_ASCII_DIGITS), min_size=1, max_size=4),
+    st.text(min_size=1, max_size=12).filter(lambda t: not (t.isascii() and t.isdigit())),
+    st.integers(10**20, 10**30).map(str),  # beyond any etcd revision
+)
+# RFC 3339 times whose UTC instant falls before year 1 or after year 9999.
+out_of_range_times = st.one_of(
+    st.builds(lambda h, m: f"0001-01-01T{h:02d}:{m:02d}:00+{h + 1:02d}:00", st.integers(0, 12), st.integers(0, 59)),
+    st.builds(lambda h, m: f"9999-12-31T{h:02d}:{m:02d}:00-{24 - h:02d}:00", st.integers(12, 23), st.integers(0, 59)),
+)
+
+
+def _nest(depth: int) -> object:
+    value: object = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+hostile = st.one_of(
+    st.builds(lambda rv: ("metadata.resourceVersion", lambda o: o["metadata"].update(resourceVersion=rv)),
+              odd_resource_versions),
+    st.builds(lambda t: ("metadata.creationTimestamp", lambda o: o["metadata"].update(creationTimestamp=t)),
+              out_of_range_times),
+    st.builds(lambda t: ("status.startedAt", lambda o: o.setdefault("status", {}).update(startedAt=t)),
+              out_of_range_times),
+    st.builds(lambda d: (None, lambda o: o.update(spec={"deep": _nest(d)})), st.integers(70, 400)),
+)  # fmt: skip
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(good=st.lists(st.sampled_from(NAMES), max_size=3), bad_at=st.integers(0, 3), shape=hostile)
+def test_hostile_shapes_are_named_and_keep_the_whole_request_out(tmp_path_factory, good, bad_at, shape):
+    """Odd resourceVersions, times UTC cannot hold, deep nesting: a 422 naming the line and field, nothing stored,
+    and later updates of the same object still work."""
+    field, mutate = shape
+    path = tmp_path_factory.mktemp("hostile") / "store.db"
+    events = [_event(name, 100 + i, "ADDED") for i, name in enumerate(good)]
+    broken = _event(NAMES[0], 999, "MODIFIED")
+    mutate(broken["object"])
+    events.insert(min(bad_at, len(events)), broken)
+    body = "\n".join(json.dumps(e) for e in events).encode()
+
+    async def scenario() -> dict[str, int]:
+        db = Database(f"sqlite+aiosqlite:///{path}")
+        await upgrade(db)
+        store = StateStore(db)
+        try:
+            try:
+                await store.apply(parse_body(body, "application/x-ndjson"))
+            except InvalidState as exc:
+                first = exc.errors[0]
+                assert first.line == min(bad_at, len(good)) + 1
+                if field is not None:
+                    assert first.field is not None and first.field.endswith(field), first
+            else:
+                raise AssertionError("a hostile object was accepted")
+            counts = await store.counts()
+            # The same object, well formed, is recorded afterwards (nothing poisoned it).
+            await store.apply(parse_body(json.dumps(_event(NAMES[0], 1000, "ADDED")).encode(), "application/json"))
+            assert (await store.counts())["Promotion"] == 1
+            return counts
+        finally:
+            await db.dispose()
+
+    assert _run(scenario()) == {"Stage": 0, "Promotion": 0, "Freight": 0, "AnalysisRun": 0}
