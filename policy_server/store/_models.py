@@ -174,6 +174,8 @@ class PolicyRevisionRow(Base):
     """JSON ``{"namespaces": [globs], "stages": [globs]}``."""
     parameters: Mapped[str] = mapped_column(Text)
     """JSON object given to the policy as ``input.parameters``."""
+    parameters_schema: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """A JSON Schema the parameters must follow (JSON), when the revision declares one."""
     content_hash: Mapped[str] = mapped_column(String(64))
     based_on: Mapped[int | None] = mapped_column(BigInteger)
     """For a rollback: the revision it copies."""

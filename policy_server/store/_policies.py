@@ -30,15 +30,17 @@ class RevisionDraft:
     mode: str = "enforce"
     scope: dict[str, list[str]] = field(default_factory=lambda: {"namespaces": ["*"], "stages": ["*"]})
     parameters: dict[str, Any] = field(default_factory=dict)
+    parameters_schema: dict[str, Any] | None = None
+    """A JSON Schema (2020-12) the parameters must follow, when the policy declares one."""
 
     @property
     def content_hash(self) -> str:
         """Changes whenever anything that affects decisions or tests changes."""
-        payload = json.dumps(
-            [self.source, self.tests, self.mode, self.scope, self.parameters, self.title, self.description],
-            sort_keys=True,
-        )
-        return hashlib.sha256(payload.encode()).hexdigest()
+        content: list[Any] = [self.source, self.tests, self.mode, self.scope, self.parameters, self.title,
+                              self.description]  # fmt: skip
+        if self.parameters_schema is not None:
+            content.append(self.parameters_schema)
+        return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +200,7 @@ class PolicyStore:
             "mode": draft.mode,
             "scope": json.dumps(draft.scope, sort_keys=True),
             "parameters": json.dumps(draft.parameters, sort_keys=True),
+            "parameters_schema": None if draft.parameters_schema is None else json.dumps(draft.parameters_schema),
             "content_hash": draft.content_hash,
             "based_on": based_on,
         }
@@ -239,6 +242,7 @@ def _revision(row: Any) -> Revision:
         mode=row.mode,
         scope=json.loads(row.scope),
         parameters=json.loads(row.parameters),
+        parameters_schema=None if row.parameters_schema is None else json.loads(row.parameters_schema),
     )
     return Revision(
         policy_id=row.policy_id,
