@@ -38,7 +38,7 @@ from policy_server.engine.rego._ast import (
     Var,
     With,
 )
-from policy_server.engine.rego._parser import RegoSyntaxError, parse_module
+from policy_server.engine.rego._parser import RegoSyntaxError, parse_recovering
 from policy_server.engine.rego._types import (
     ANY,
     BOOLEAN,
@@ -112,9 +112,12 @@ def check(
     """
     parsed: list[Module] = []
     problems: list[Problem] = []
+    recovered: list[Problem] = []
     for file, source in modules.items():
         try:
-            parsed.append(parse_module(file, source))
+            module, read_past = parse_recovering(file, source)
+            parsed.append(module)
+            recovered += [Problem(p.code, p.message, file, *p.pos) for p in read_past]
         except RegoSyntaxError as exc:
             problems.append(Problem(exc.code, exc.message, file, *exc.pos))
         except RecursionError:
@@ -122,7 +125,7 @@ def check(
     if problems:
         return sorted(problems, key=_place)
     program = _Program(parsed, [tuple(p.split(".")) for p in reserved if p], available)
-    problems = program.run(set(policy_files))
+    problems = recovered + program.run(set(policy_files))
     unique = {(p.file, p.line, p.column, p.code, p.message): p for p in problems}
     return sorted(unique.values(), key=_place)
 

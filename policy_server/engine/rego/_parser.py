@@ -116,6 +116,8 @@ class Parser:
         self.i = 0
         self.depth = 0
         self.wildcards = 0
+        self.recovered: list[RegoSyntaxError] = []
+        """Problems the parser reported and read past (Rego v0 rules), so that the rest is still checked."""
 
     # --- tokens -------------------------------------------------------------------------------------
 
@@ -236,12 +238,15 @@ class Parser:
             key = head_refs.pop()
             kind = "object"
             if value is None:
-                self.fail(
-                    f"rule `{name_tok.text}` uses Rego v0 syntax: write `{name_tok.text} contains ... if` for a "
-                    "set, or give a value",
-                    start,
-                    "lint_v0_syntax",
+                self.recovered.append(
+                    RegoSyntaxError(
+                        f"rule `{name_tok.text}` uses Rego v0 syntax (`{name_tok.text}[x]`), which regopy silently "
+                        f"reads differently from OPA: write `{name_tok.text} contains x if {{ ... }}`",
+                        start,
+                        "lint_v0_syntax",
+                    )
                 )
+                kind = "set"  # read on as the rule it means
         rule = Rule(path, kind, start, key=key, value=value, args=args, default=default, head_refs=head_refs)
         if default:
             if value is None:
@@ -268,14 +273,19 @@ class Parser:
                 out = [[self.literal()]]
         elif self.at("{") and not self.tok.newline:
             head = ".".join(rule.path)
-            hint = f"write `{head} contains x if {{ ... }}`" if rule.kind == "set" else f"write `{head} if {{ ... }}`"
-            self.fail(
-                f"rule `{head}` uses Rego v0 syntax (a body without `if`), which regopy silently reads differently "
-                f"from OPA: {hint}",
-                rule.pos,
-                "lint_v0_syntax",
-            )
-            return []
+            if not any(p.code == "lint_v0_syntax" and p.pos == rule.pos for p in self.recovered):
+                hint = (
+                    f"write `{head} contains x if {{ ... }}`" if rule.kind == "set" else f"write `{head} if {{ ... }}`"
+                )
+                self.recovered.append(
+                    RegoSyntaxError(
+                        f"rule `{head}` uses Rego v0 syntax (a body without `if`), which regopy silently reads "
+                        f"differently from OPA: {hint}",
+                        rule.pos,
+                        "lint_v0_syntax",
+                    )
+                )
+            out = [self.braced_body()]  # read on as if `if` were there
         else:
             return []
         # OPA 1.x still accepts further bodies: `p if { a } { b }` (each an alternative)
@@ -624,5 +634,15 @@ def _pos(term: Term) -> Pos:
 
 
 def parse_module(file: str, source: str) -> Module:
-    """The syntax tree of one module; raises ``RegoSyntaxError`` with a position."""
-    return Parser(file, source).module()
+    """The syntax tree of one module; raises ``RegoSyntaxError`` with a position (the first problem)."""
+    module, recovered = parse_recovering(file, source)
+    if recovered:
+        raise recovered[0]
+    return module
+
+
+def parse_recovering(file: str, source: str) -> tuple[Module, list[RegoSyntaxError]]:
+    """The syntax tree and the problems read past (Rego v0 rules); raises ``RegoSyntaxError`` for the others."""
+    parser = Parser(file, source)
+    module = parser.module()
+    return module, parser.recovered
