@@ -322,6 +322,49 @@ def _nothing() -> Iterator[None]:
     yield None
 
 
+SLOW_DRAFT = (
+    'package policies.flood\n\nimport rego.v1\n\ndeny contains "n" if {\n'
+    "\tsome i in numbers.range(1, 1000000000)\n\ti < 0\n}\n"
+)
+
+
+def authoring_flood(database_url: str, heads: list[tuple[str, str]], seconds: int, workers: int) -> list[str]:
+    """Fresh decisions (wrk) alone, then the same load while an author floods ``/v1/evaluate`` with runaway
+    drafts from 4 clients: authoring has its own workers, queue and deadline, so decisions keep their latency."""
+    import threading
+    from collections import Counter
+
+    folder = Path(tempfile.mkdtemp(prefix="bench-flood-"))
+    _, many = _questions(folder, heads)
+    draft = {"input": {"namespace": heads[0][0]}, "draft": {"source": SLOW_DRAFT}}
+    counts: Counter[int] = Counter()
+    with server(database_url, workers, decision_cache_ms="0", authoring_rate_limit_per_s="0") as base:
+        alone = wrk(f"{base}/v1/decisions", seconds, bodies=many)
+        stop = threading.Event()
+
+        def flood() -> None:
+            with httpx.Client(base_url=base, headers=AUTH, timeout=60) as client:
+                while not stop.is_set():
+                    counts[client.post("/v1/evaluate", json=draft).status_code] += 1
+
+        threads = [threading.Thread(target=flood) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        time.sleep(1)  # the authoring worker busy and its queue full before measuring
+        flooded = wrk(f"{base}/v1/decisions", seconds, bodies=many)
+        stop.set()
+        for thread in threads:
+            thread.join(120)
+    return [
+        "Decisions while an author floods drafts (SQLite, regopy, fresh decisions, wrk 16 connections):",
+        f"  alone:              {alone.requests_per_s:8.0f} req/s  p50 {alone.p50_ms:7.2f} ms  "
+        f"p99 {alone.p99_ms:7.2f} ms",
+        f"  with a draft flood: {flooded.requests_per_s:8.0f} req/s  p50 {flooded.p50_ms:7.2f} ms  "
+        f"p99 {flooded.p99_ms:7.2f} ms  (drafts: {counts[200]} ran to their deadline, {counts[429]} turned away "
+        f"with 429, {sum(counts.values()) - counts[200] - counts[429]} other)",
+    ]
+
+
 def opa_direct(opa: str, document: dict, seconds: int, folder: Path) -> Result:
     """The same built-in policies on a real OPA, asked directly with the same input: one request answers all
     three (each under its own parameters), as one decision does."""
@@ -590,11 +633,19 @@ def main() -> None:
     parser.add_argument("--postgres", default=os.environ.get("POLICY_SERVER_TEST_POSTGRES_URL"))
     parser.add_argument("--memory-decisions", type=int, default=None,
                         help="decisions while RSS is sampled (20k; --full 200k)")  # fmt: skip
+    parser.add_argument("--only", choices=["flood"], default=None,
+                        help="flood: only decisions alone vs. while an author floods drafts (SQLite, 1k)")  # fmt: skip
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is missing: apt-get install wrk")
     opa = args.opa if args.opa and Path(args.opa).is_file() else None
     sizes, seconds = ([1_000, 100_000, 1_000_000], 15) if args.full else ([1_000], 5)
+    if args.only == "flood":
+        folder = Path(tempfile.mkdtemp(prefix="bench-"))
+        heads = fill_sqlite(folder / "store.db", 1_000, 10)
+        print("\n".join(authoring_flood(f"sqlite+aiosqlite:///{folder / 'store.db'}", heads, seconds, args.workers)))
+        shutil.rmtree(folder, ignore_errors=True)
+        return
     logged, decisions = (1_000_000, 200_000) if args.full else (20_000, 20_000)
     decisions = args.memory_decisions or decisions
     report = Report()
@@ -605,6 +656,8 @@ def main() -> None:
         print(f"store: {size:,} promotions over {len(heads):,} stages in {time.perf_counter() - started:.1f} s")
         url = f"sqlite+aiosqlite:///{folder / 'store.db'}"
         report.decisions += decisions_suite(f"SQLite, regopy, {size:,}", url, heads, seconds, opa, args.workers)
+        if size == sizes[0]:
+            report.other += authoring_flood(url, heads, seconds, args.workers)
         if size == sizes[0] and opa:
             report.decisions += decisions_suite(
                 f"SQLite, OPA engine, {size:,}", url, heads, seconds, opa, args.workers, engine="opa", peer=False

@@ -11,9 +11,12 @@ import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-from litestar import Litestar, Response, get
+import msgspec
+from litestar import Litestar, Request, Response, get
 from litestar.config.app import AppConfig
+from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
@@ -29,9 +32,16 @@ from policy_server.api.decisions.controllers import DecisionsController
 from policy_server.api.health.controllers import HealthController, MetricsController
 from policy_server.api.policies.controllers import EvaluateController, PoliciesController
 from policy_server.api.problems import EXCEPTION_HANDLERS, PROBLEM_MEDIA_TYPE
+from policy_server.api.requests import (
+    DEPTH_LIMIT_KEY,
+    SIGNATURES_KEY,
+    PolicyServerRequest,
+    handler_signatures,
+    reject_unknown_query_parameters,
+)
 from policy_server.api.stages.controllers import StagesController
 from policy_server.api.state.controllers import StateController
-from policy_server.engine import Evaluator, OpaCli, OpaEvaluator, PoolLimits, RegopyEvaluator
+from policy_server.engine import Evaluator, OpaCli, OpaEvaluator, PoolLimits, RegopyEvaluator, Workbench, WorkerPool
 from policy_server.logs import configure as configure_logging
 from policy_server.service import PolicyService
 from policy_server.service.access import AccessService
@@ -79,31 +89,16 @@ class Services:
             max_overflow=settings.db_max_overflow,
         )
         self.state_store = StateStore(self.database)
-        workers = settings.engine_workers or min(os.cpu_count() or 1, 4)
-        embedded = RegopyEvaluator(
-            workers,
-            PoolLimits(
-                timeout_s=settings.evaluation_timeout_ms / 1000,
-                memory_bytes=settings.engine_memory_mb * 1024 * 1024,
-                recycle_bytes=min(settings.engine_recycle_mb, settings.engine_memory_mb // 2) * 1024 * 1024,
-            ),
-        )
-        self.engine: Evaluator = embedded
-        if settings.engine == "opa":
-            urls = [u for u in settings.opa_url.split(",") if u.strip()]
-            self.engine = OpaEvaluator(urls, timeout_s=settings.evaluation_timeout_ms / 1000, local=embedded)
-        elif settings.engine != "regopy":
-            raise ValueError(f"POLICY_SERVER_ENGINE must be regopy or opa, not {settings.engine!r}")
+        self.engine = decision_engine(settings)
+        self.workbench = workbench(settings)
         self.policy_service = PolicyService(
             PolicyStore(self.database),
             self.engine,
+            self.workbench,
             builtins=Path(settings.policies_dir) if settings.policies_dir else None,
             refresh_s=settings.policy_refresh_ms / 1000,
-            opa_cli=OpaCli(settings.opa_binary) if settings.opa_binary else None,
             audit=AccessStore(self.database),
         )
-        if settings.auth not in ("enabled", "disabled"):
-            raise ValueError(f"POLICY_SERVER_AUTH must be enabled or disabled, not {settings.auth!r}")
         self.access_service = AccessService(AccessStore(self.database), enabled=settings.auth == "enabled")
         self.decision_service = DecisionService(
             self.state_store,
@@ -121,7 +116,7 @@ class Services:
         """Migrate (when configured), start the Rego workers, load the built-in policies."""
         if self.settings.should_auto_migrate:
             await upgrade(self.database)
-        await self.engine.start()
+        await self.engine.start()  # the authoring workers start with the first authoring request
         if not self.access_service.enabled:
             _log.warning("AUTHENTICATION IS DISABLED (POLICY_SERVER_AUTH=disabled): anyone reaching this port is admin")
         if await current_revision(self.database) == head_revision():
@@ -147,7 +142,39 @@ class Services:
         """Finish pending decision-log writes, stop workers and close connections."""
         await self.decision_service.log.close()
         await self.engine.close()
+        await self.workbench.close()
         await self.database.dispose()
+
+
+def decision_engine(settings: Settings) -> Evaluator:
+    """The engine that answers decisions, chosen once: regopy workers (embedded) or OPA servers."""
+    if settings.engine == "opa":
+        urls = [u for u in settings.opa_url.split(",") if u.strip()]
+        return OpaEvaluator(urls, timeout_s=settings.evaluation_timeout_ms / 1000)
+    workers = settings.engine_workers or min(os.cpu_count() or 1, 4)
+    limits = PoolLimits(
+        timeout_s=settings.evaluation_timeout_ms / 1000,
+        memory_bytes=settings.engine_memory_mb * 1024 * 1024,
+        recycle_bytes=min(settings.engine_recycle_mb, settings.engine_memory_mb // 2) * 1024 * 1024,
+        wait_s=settings.evaluation_queue_timeout_ms / 1000,
+    )
+    return RegopyEvaluator(WorkerPool(workers, limits, name="decisions"))
+
+
+def workbench(settings: Settings) -> Workbench:
+    """Authoring capacity (checks, tests, drafts): worker processes of its own, at a lower CPU priority."""
+    limits = PoolLimits(
+        timeout_s=settings.evaluation_timeout_ms / 1000,
+        memory_bytes=settings.engine_memory_mb * 1024 * 1024,
+        compile_timeout_s=settings.authoring_timeout_ms / 1000,
+        recycle_bytes=min(settings.engine_recycle_mb, settings.engine_memory_mb // 2) * 1024 * 1024,
+        wait_s=settings.authoring_timeout_ms / 1000,
+    )
+    pool = WorkerPool(settings.authoring_workers, limits, name="authoring", warm_zygote=False, nice=10)
+    opa_cli = (
+        OpaCli(settings.opa_binary, timeout_s=settings.authoring_timeout_ms / 1000) if settings.opa_binary else None
+    )
+    return Workbench(pool, opa_cli=opa_cli, max_waiting=settings.authoring_queue)
 
 
 async def bootstrap_admin(access: AccessService, settings: Settings) -> None:
@@ -214,15 +241,27 @@ class PolicyServerPlugin(InitPluginProtocol):
                 "policy_service": provide("policy_service"),
                 "decision_service": provide("decision_service"),
                 "engine": provide("engine"),
+                "workbench": provide("workbench"),
                 "access_service": provide("access_service"),
                 "principal": Provide(current_principal, sync_to_thread=False),
             }
         )
         app_config.exception_handlers.update(EXCEPTION_HANDLERS)  # type: ignore[arg-type]
-        app_config.before_request = authorizer(
+        authorize = authorizer(
             lambda: holder["services"].access_service,
-            RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
+            {
+                "control": RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
+                "author": RateLimiter(settings.authoring_rate_limit_per_s, settings.authoring_rate_limit_burst),
+            },
         )
+
+        async def before_request(request: Request[Any, Any, Any]) -> Response[None] | None:
+            answer = await authorize(request)
+            if answer is None:
+                reject_unknown_query_parameters(request)
+            return answer
+
+        app_config.before_request = before_request
         app_config.openapi_config = openapi_config()
         return app_config
 
@@ -279,6 +318,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
     app = Litestar(
         plugins=[PolicyServerPlugin(settings)],
         request_max_body_size=settings.max_body_bytes,
+        request_class=PolicyServerRequest,
+        state=State({DEPTH_LIMIT_KEY: settings.max_json_depth}),
         # Logging is ours (policy_server.logs): Litestar would otherwise install its own format.
         logging_config=None,
         debug=False,
@@ -287,9 +328,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
         handler.operation_id
         for route in app.routes
         for handler in getattr(route, "route_handlers", [])
-        if getattr(handler, "opt", {}).get("capability") == "control"
+        if getattr(handler, "opt", {}).get("capability") in ("control", "author")
     }
     _document_problems(app.openapi_schema, limited)
+    _document_bodies(app)
+    app.state[SIGNATURES_KEY] = handler_signatures(app)
     return app
 
 
@@ -318,6 +361,38 @@ def _document_problems(schema: OpenAPI, rate_limited: set[str | None]) -> None:
                 statuses.append("429")
             for status in statuses:
                 operation.responses.setdefault(status, _problem(_PROBLEMS[status]))
+
+
+def _document_bodies(app: Litestar) -> None:
+    """What the served schema must say of bodies so that clients can trust it: a struct that refuses unknown
+    fields says `additionalProperties: false`, and an optional body is not `required`."""
+    schema = app.openapi_schema
+    components = (schema.components.schemas or {}) if schema.components else {}
+    for name, cls in _structs(msgspec.Struct).items():
+        component = components.get(name)
+        if component is not None and cls.__struct_config__.forbid_unknown_fields:
+            component.additional_properties = False
+    optional = {
+        handler.operation_id
+        for route in app.routes
+        for handler in getattr(route, "route_handlers", [])
+        if (data := handler.parsed_fn_signature.parameters.get("data")) is not None and data.default is None
+    }
+    for path in (schema.paths or {}).values():
+        for method in ("post", "put", "patch"):
+            operation = getattr(path, method, None)
+            if operation is not None and operation.operation_id in optional and operation.request_body is not None:
+                operation.request_body.required = False
+
+
+def _structs(base: type) -> dict[str, type]:
+    """Every msgspec Struct of the API, by name."""
+    out: dict[str, type] = {}
+    for cls in base.__subclasses__():
+        if cls.__module__.startswith("policy_server.api"):
+            out[cls.__name__] = cls
+        out.update(_structs(cls))
+    return out
 
 
 def _problem(description: str) -> OpenAPIResponse:

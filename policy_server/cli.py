@@ -430,32 +430,39 @@ def policies_test(directory: Path | None, verbose: bool) -> None:
 
 
 async def _test_folders(folders: list[Path], verbose: bool) -> int:
-    from policy_server.engine import PolicyCode, RegopyEvaluator
+    from policy_server.engine import PolicyCode, Workbench, WorkerPool
     from policy_server.service.examples import load_examples, run_examples
     from policy_server.service.policies import check_draft_shape, read_policy_dir
 
-    engine = RegopyEvaluator(1)
+    workbench = Workbench(WorkerPool(1, name="authoring"))
     passed = failed = 0
     try:
         for folder in folders:
             draft = read_policy_dir(folder)
-            for problem in check_draft_shape(folder.name, draft):
-                click.echo(f"{_where(problem)}: {problem.code}: {problem.message}")
-                failed += 1
-            for result in await engine.run_tests(PolicyCode(folder.name, draft.source, draft.tests)):
+            code = PolicyCode(folder.name, draft.source, draft.tests)
+            problems = check_draft_shape(folder.name, draft)
+            if not problems:
+                problems = await workbench.check(code)
+            for problem in problems:
+                click.echo(f"ERROR: {_where(problem)}: {problem.code}: {problem.message}")
+            if problems:
+                # A policy that does not compile fails as a whole: its tests and examples cannot run.
+                failed += len(problems)
+                continue
+            for result in await workbench.run_tests(code):
                 ok = result.status == "pass"
                 passed, failed = passed + ok, failed + (not ok)
                 if verbose or not ok:
                     line = f":{result.line}" if result.line else ""
                     detail = f": {result.message}" if result.message else ""
                     click.echo(f"{result.status.upper()}: {result.file}{line}: {result.name}{detail}")
-            for example in await run_examples(engine, folder.name, draft, load_examples(folder)):
+            for example in await run_examples(workbench, folder.name, draft, load_examples(folder)):
                 passed, failed = passed + example.ok, failed + (not example.ok)
                 if verbose or not example.ok:
                     status = "PASS" if example.ok else "FAIL"
                     click.echo(f"{status}: {folder.name}/examples/{example.name}: {example.message}")
     finally:
-        await engine.close()
+        await workbench.close()
     click.echo("--------------------------------------------------------------------------------")
     click.echo(f"PASS: {passed}/{passed + failed}" + (f"\nFAIL: {failed}/{passed + failed}" if failed else ""))
     return failed
@@ -464,25 +471,31 @@ async def _test_folders(folders: list[Path], verbose: bool) -> int:
 @policies.command("check")
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def policies_check(files: tuple[Path, ...]) -> None:
-    """Parse, compile and lint Rego FILES (a `*_test.rego` file is a test module); exit 1 on any problem."""
-    from policy_server.engine import RegopyEvaluator
-    from policy_server.engine._lint import lint
+    """The strict compile check on Rego FILES (a `*_test.rego` file is a test module); exit 1 on any problem."""
+    from policy_server.engine import Workbench, WorkerPool
 
-    sources = {str(f): f.read_text() for f in files}
-    policy_files = [name for name in sources if not name.endswith("_test.rego")]
-    problems = []
-    for name in sources:
-        problems += lint({name: sources[name]}, policy_file=name if name in policy_files else None)
+    # Files of one folder are compiled together (a policy and its tests); folders are checked apart.
+    groups: dict[Path, dict[str, str]] = {}
+    for f in files:
+        groups.setdefault(f.resolve().parent, {})[str(f)] = f.read_text()
 
-    async def compile_all() -> list:
-        engine = RegopyEvaluator(1)
+    async def check_all() -> list:
+        workbench = Workbench(WorkerPool(1, name="authoring"))
         try:
-            return await engine.compile_problems(list(sources.items()))
+            problems = []
+            for sources in groups.values():
+                policy_files = [name for name in sources if not name.endswith("_test.rego")]
+                if len(policy_files) > 1:  # loose policies side by side: each on its own
+                    for name in policy_files:
+                        problems += await workbench.check_files({name: sources[name]}, [name])
+                else:
+                    problems += await workbench.check_files(sources, policy_files)
+            return problems
         finally:
-            await engine.close()
+            await workbench.close()
 
     _configure_logging("WARNING")
-    problems += asyncio.run(compile_all())
+    problems = asyncio.run(check_all())
     for problem in problems:
         click.echo(f"{_where(problem)}: {problem.code}: {problem.message}")
     click.echo(f"{len(files)} file(s), {len(problems)} problem(s)")

@@ -10,6 +10,7 @@ PolicyServerError                 code              HTTP
  ├── NotFound                     not_found         404  an object the caller named does not exist
  ├── Conflict                     conflict          409  the request contradicts what is stored
  ├── RateLimited                  rate_limited      429  too many requests for this token (Retry-After)
+ │    └── AuthoringBusy           authoring_busy    429  authoring capacity (checks, tests, drafts) is full
  └── Unavailable                  unavailable       503  a dependency (database, engine) is down
 
 Foreign errors (SQLAlchemy, drivers, the Rego engine) are translated into this tree at the boundary
@@ -120,6 +121,13 @@ class RateLimited(PolicyServerError):
     title = "Too many requests"
 
 
+class AuthoringBusy(RateLimited):
+    """Authoring capacity (checks, tests, drafts) is full: retry after ``retry_after`` seconds."""
+
+    code = "authoring_busy"
+    title = "Authoring is busy"
+
+
 class Conflict(PolicyServerError):
     """The request contradicts what is stored."""
 
@@ -137,6 +145,7 @@ class Unavailable(PolicyServerError):
 
 
 __all__ = [
+    "AuthoringBusy",
     "Conflict",
     "FieldError",
     "Forbidden",

@@ -46,6 +46,14 @@ ENGINE_RESTARTS = Counter(
 ENGINE_RECYCLES = Counter(
     "policy_server_engine_worker_recycles_total", "Rego worker processes replaced because they grew large."
 )
+ENGINE_BUSY = Counter(
+    "policy_server_engine_busy_total",
+    "Requests that found no free Rego worker within their deadline, by pool (decisions, authoring).",
+    ["pool"],
+)
+AUTHORING_REJECTED = Counter(
+    "policy_server_authoring_rejected_total", "Authoring requests turned away because authoring capacity was full."
+)
 OPA_PUSHES = Counter("policy_server_opa_pushes_total", "Policy sets pushed to OPA servers, by result.", ["result"])
 INGESTED = Counter("policy_server_ingested_objects_total", "Ingested items, by kind and result.", ["kind", "result"])
 DECISION_LOG_BACKLOG = Gauge(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Literal, get_args, get_origin, get_type_hints
 
 _PREFIX = "POLICY_SERVER_"
 _TRUE = {"1", "true", "yes", "on"}
@@ -64,11 +65,11 @@ class Settings:
     """The certificate's private key (PEM) (``POLICY_SERVER_TLS_KEY_FILE``)."""
     log_level: str = "INFO"
     """Log level of the service (``POLICY_SERVER_LOG_LEVEL``)."""
-    log_format: str = "json"
+    log_format: Literal["json", "text"] = "json"
     """``json`` (one object per line) or ``text`` (``POLICY_SERVER_LOG_FORMAT``)."""
     recent_promotions: int = 10
     """How many terminal Promotions a Stage view lists by default (``POLICY_SERVER_RECENT_PROMOTIONS``)."""
-    engine: str = "regopy"
+    engine: Literal["regopy", "opa"] = "regopy"
     """Where decisions are evaluated: ``regopy`` (embedded, in worker processes) or ``opa``
     (``POLICY_SERVER_ENGINE``)."""
     opa_url: str = ""
@@ -81,19 +82,37 @@ class Settings:
     evaluation_timeout_ms: int = 2000
     """Deadline of one evaluation; past it the decision is denied with ``evaluation_timeout``
     (``POLICY_SERVER_EVALUATION_TIMEOUT_MS``)."""
+    evaluation_queue_timeout_ms: int = 10_000
+    """How long a decision waits for a free Rego worker when all are busy; past it the decision is denied with
+    ``engine_busy`` (``POLICY_SERVER_EVALUATION_QUEUE_TIMEOUT_MS``)."""
     engine_memory_mb: int = 1024
     """Resident memory a Rego worker may reach before it is stopped (``POLICY_SERVER_ENGINE_MEMORY_MB``)."""
     engine_recycle_mb: int = 32
     """A Rego worker that grew by this much since its first answer (regopy keeps memory from every
     evaluation) is replaced between requests by a fresh fork (``POLICY_SERVER_ENGINE_RECYCLE_MB``; at most
     half of ``engine_memory_mb``)."""
+    authoring_workers: int = 1
+    """Rego worker processes for authoring (checks, tests, drafts, impact runs), apart from the decision
+    workers and at a lower CPU priority: nothing an author submits can take a decision's worker
+    (``POLICY_SERVER_AUTHORING_WORKERS``)."""
+    authoring_timeout_ms: int = 10_000
+    """Deadline of one authoring step (a check, a policy's tests) (``POLICY_SERVER_AUTHORING_TIMEOUT_MS``)."""
+    authoring_queue: int = 4
+    """Authoring requests that may wait for an authoring worker; more get 429 ``authoring_busy``
+    (``POLICY_SERVER_AUTHORING_QUEUE``)."""
+    authoring_rate_limit_per_s: float = 10
+    """Policy writes, tests and evaluations per second per token and replica (0: no limit)
+    (``POLICY_SERVER_AUTHORING_RATE_LIMIT_PER_S``)."""
+    authoring_rate_limit_burst: int = 30
+    """Authoring requests a token may make at once before that rate applies
+    (``POLICY_SERVER_AUTHORING_RATE_LIMIT_BURST``)."""
     policy_refresh_ms: int = 1000
     """How often a replica checks the store for policy changes made elsewhere: the longest a replica answers
     with a replaced policy revision (``POLICY_SERVER_POLICY_REFRESH_MS``)."""
     policies_dir: str = ""
     """Built-in policies to load at start-up; empty means the ``policies/`` folder shipped with the code
     (``POLICY_SERVER_POLICIES_DIR``)."""
-    auth: str = "enabled"
+    auth: Literal["enabled", "disabled"] = "enabled"
     """``enabled``: every /v1 call needs a bearer token. ``disabled`` (local experiments only) lets anyone do
     anything, and says so loudly at every start (``POLICY_SERVER_AUTH``)."""
     bootstrap_token: str = ""
@@ -115,6 +134,14 @@ class Settings:
     extra: dict[str, str] = field(default_factory=dict)
     """Unrecognised ``POLICY_SERVER_*`` variables, kept so that a typo can be reported."""
 
+    def __post_init__(self) -> None:
+        hints = get_type_hints(type(self))
+        for spec in fields(self):
+            allowed = get_args(hints[spec.name]) if get_origin(hints[spec.name]) is Literal else ()
+            if allowed and getattr(self, spec.name) not in allowed:
+                variable = _PREFIX + spec.name.upper()
+                raise SettingsError(f"{variable} must be one of {', '.join(allowed)}, got {getattr(self, spec.name)!r}")
+
     @property
     def effective_database_url(self) -> str:
         """The database URL after defaults are applied."""
@@ -135,7 +162,8 @@ class Settings:
         """Build settings from ``environ`` (default: the process environment), then ``overrides``."""
         env = os.environ if environ is None else environ
         values: dict[str, object] = {}
-        known = {f.name: f for f in fields(cls) if f.name != "extra"}
+        hints = get_type_hints(cls)
+        known = {f.name: hints[f.name] for f in fields(cls) if f.name != "extra"}
         extra: dict[str, str] = {}
         for key, raw in env.items():
             if not key.startswith(_PREFIX):
@@ -145,13 +173,23 @@ class Settings:
             if spec is None:
                 extra[key] = raw
                 continue
-            values[name] = _convert(key, raw, spec.type)
+            values[name] = _convert(key, raw, spec)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values, extra=extra)  # type: ignore[arg-type]
 
 
 def _convert(key: str, raw: str, annotation: object) -> object:
-    text = str(annotation)
+    if get_origin(annotation) is Literal:
+        allowed = get_args(annotation)
+        if raw not in allowed:
+            raise SettingsError(f"{key} must be one of {', '.join(allowed)}, got {raw!r}")
+        return raw
+    text = getattr(annotation, "__name__", None) or str(annotation)
+    if text.startswith("float"):
+        try:
+            return float(raw)
+        except ValueError:
+            raise SettingsError(f"{key} must be a number, got {raw!r}") from None
     if text.startswith("int"):
         try:
             return int(raw)

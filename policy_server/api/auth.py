@@ -7,7 +7,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from litestar import Request
+from litestar import Request, Response
 from litestar.di import NamedDependency
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi.spec import Components, SecurityScheme
@@ -57,23 +57,42 @@ class RateLimiter:
 
 
 def authorizer(
-    access: Callable[[], AccessService], limiter: RateLimiter | None = None
+    access: Callable[[], AccessService], limiters: dict[str, RateLimiter] | None = None
 ) -> Callable[[Request[Any, Any, Any]], Awaitable[None]]:
     """What runs before every handler (an app-wide ``before_request`` hook: a guard would cost a copy of the
-    route handler per request), reading tokens through the running app's access service."""
+    route handler per request), reading tokens through the running app's access service.
 
-    async def authorize(request: Request[Any, Any, Any]) -> None:
+    ``limiters`` rate-limit routes by capability, per token: decisions and ingestion (``control``, what
+    machines call in loops) and authoring (``author``: checks, tests and drafts have capacity of their own).
+    """
+    limiters = limiters or {}
+
+    async def authorize(request: Request[Any, Any, Any]) -> Response[None] | None:
         handler = request.scope["route_handler"]
+        if request.method == "OPTIONS":
+            return _options(request)
         principal = await _authorize(access(), request.scope, handler)
-        # Decisions and ingestion are what machines call in loops: they are rate limited per token.
-        if principal is not None and limiter is not None and handler.opt.get("capability") == "control":
+        limiter = limiters.get(handler.opt.get("capability"))
+        if principal is not None and limiter is not None:
             wait = limiter.take(principal.name)
             if wait > 0:
                 raise RateLimited(
                     f"more than {limiter.rate:g} requests per second for this token", retry_after=math.ceil(wait)
                 )
+        return None
 
     return authorize
+
+
+def _options(request: Request[Any, Any, Any]) -> Response[None]:
+    """``OPTIONS``: open (a CORS preflight carries no token), and ``Allow`` names every method of the path (the
+    handler Litestar generates lists only the methods registered before it)."""
+    path = next(iter(request.scope["route_handler"].paths))
+    methods: set[str] = {"OPTIONS"}
+    for route in request.app.routes:
+        if route.path == path:
+            methods |= set(getattr(route, "methods", ()))
+    return Response(None, status_code=204, headers={"Allow": ", ".join(sorted(methods))})
 
 
 async def _authorize(access: AccessService, scope: Any, handler: BaseRouteHandler) -> Principal | None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 from litestar.di import NamedDependency
 from litestar.openapi.spec import Example
-from litestar.params import PathParameter
+from litestar.params import PathParameter, QueryParameter
 
+from policy_server.errors import FieldError, InvalidInput
+from policy_server.kargo import parse_time
 from policy_server.settings import Settings
 from policy_server.store import Database, StateStore
 
@@ -18,3 +21,22 @@ SettingsDep = NamedDependency[Settings]
 Namespace = Annotated[
     str, PathParameter(description="Namespace (Kargo project).", examples=[Example(value="kargo-demo")])
 ]
+
+
+def _time_parameter(description: str) -> object:
+    return QueryParameter(description=description, format="date-time", max_length=40)
+
+
+Since = Annotated[str | None, _time_parameter("At or after this time (RFC 3339, with Z or an offset).")]
+Until = Annotated[str | None, _time_parameter("At or before this time (RFC 3339, with Z or an offset).")]
+
+
+def query_time(value: str | None, name: str) -> datetime | None:
+    """A query time (RFC 3339 with a zone, within years 1-9999 in UTC) as UTC; anything else is a 422 naming it."""
+    if value is None:
+        return None
+    try:
+        return parse_time(value)
+    except ValueError as exc:
+        reason = str(exc) if "range" in str(exc) or "zone" in str(exc) else "not an RFC 3339 time"
+        raise InvalidInput(f"`{name}`: {reason} (got {value!r})", errors=[FieldError(reason, field=name)]) from None

@@ -4,21 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from policy_server.engine._protocol import Module
-
-# Reason codes of a failed evaluation: stable, shown to callers and in the decision log.
-EVALUATION_TIMEOUT = "evaluation_timeout"
-ENGINE_CRASHED = "engine_crashed"
-EVALUATION_ERROR = "evaluation_error"
-EVALUATION_UNDEFINED = "evaluation_undefined"
-EVALUATION_MEMORY = "evaluation_memory_exceeded"
-ENGINE_UNAVAILABLE = "engine_unavailable"
-INVALID_RESULT = "invalid_policy_result"
+from policy_server.engine._protocol import Compile, Module
 
 RULES = ("deny", "warn", "abort")
 _PACKAGE = re.compile(r"^\s*package\s+([A-Za-z_][\w.]*)\s*$", re.M)
@@ -67,6 +59,8 @@ class Bundle:
     preset: dict[str, tuple[str, Any]] = field(default_factory=dict)
     """Policy id → (entrypoint, parameters): the policy with ``input.parameters`` replaced by these parameters
     (``policy_server/entry/eN/preset``), so one input serves every policy of a decision."""
+    unprepared: dict[str, str] = field(default_factory=dict)
+    """Policy id → why its parameters cannot be given to an engine: that policy alone fails closed."""
 
     @classmethod
     def of(cls, policies: list[PolicyCode], parameters: dict[str, Any] | None = None) -> Bundle:
@@ -76,14 +70,21 @@ class Bundle:
         entrypoints: dict[str, str] = {}
         preset: dict[str, tuple[str, Any]] = {}
         literals: dict[str, str] = {}
+        unprepared: dict[str, str] = {}
         digest = hashlib.sha256()
         ordered = sorted(policies, key=lambda p: p.policy_id)
         for policy in ordered:
             digest.update(policy.policy_id.encode() + b"\0" + policy.source.encode() + b"\0")
-            literal = _rego_literal((parameters or {}).get(policy.policy_id, _NONE))
-            if literal is not None:
-                literals[policy.policy_id] = literal
-                digest.update(b"parameters\0" + literal.encode() + b"\0")
+            given = (parameters or {}).get(policy.policy_id, _NONE)
+            if given is _NONE:
+                continue
+            problem = parameters_problem(given)
+            if problem is not None:
+                unprepared[policy.policy_id] = problem
+                continue
+            literal = json.dumps(given, allow_nan=False, ensure_ascii=True, sort_keys=True)
+            literals[policy.policy_id] = literal
+            digest.update(b"parameters\0" + literal.encode() + b"\0")
         key = digest.hexdigest()[:32]
         for index, policy in enumerate(ordered):
             name = f"e{index}"
@@ -93,40 +94,47 @@ class Bundle:
             entrypoints[policy.policy_id] = f"policy_server/entry/{name}/result"
             if literal is not None:
                 preset[policy.policy_id] = (f"policy_server/entry/{name}/preset", parameters[policy.policy_id])  # type: ignore[index]
-        return cls(key, tuple(modules), entrypoints, preset)
+        return cls(key, tuple(modules), entrypoints, preset, unprepared)
 
-    def compile_message(self) -> dict[str, Any]:
+    def compile_request(self) -> Compile:
         """The worker request that compiles this bundle."""
-        return {
-            "op": "compile",
-            "key": self.key,
-            "modules": [(m.name, m.source) for m in self.modules],
-            "entrypoints": [*self.entrypoints.values(), *(entry for entry, _ in self.preset.values())],
-        }
+        return Compile(
+            self.key,
+            list(self.modules),
+            [*self.entrypoints.values(), *(entry for entry, _ in self.preset.values())],
+        )
 
 
 _NONE = object()
+MAX_PARAMETER_DEPTH = 32
 
 
-def _rego_literal(value: Any) -> str | None:
-    """``value`` as a Rego term (JSON is one), or None when it has none (no value, NaN, …)."""
-    if value is _NONE or not _fits(value):
-        return None
-    try:
-        return json.dumps(value, allow_nan=False, ensure_ascii=True, sort_keys=True)
-    except (TypeError, ValueError):
-        return None
-
-
-def _fits(value: Any) -> bool:
-    """Whether ``value`` reaches Rego the same way as a term and as input (integers within 64 bits)."""
+def parameters_problem(value: Any, depth: int = 0) -> str | None:
+    """Why ``value`` cannot reach an engine the same way as a Rego term and as input (None when it can):
+    JSON only, integers within 64 bits, finite numbers, string keys, bounded nesting."""
+    if depth > MAX_PARAMETER_DEPTH:
+        return f"nested deeper than {MAX_PARAMETER_DEPTH} levels"
     if isinstance(value, dict):
-        return all(isinstance(k, str) and _fits(v) for k, v in value.items())
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return f"object key {key!r} is not a string"
+            problem = parameters_problem(item, depth + 1)
+            if problem is not None:
+                return f"{key}: {problem}" if not problem.startswith("nested") else problem
+        return None
     if isinstance(value, list | tuple):
-        return all(_fits(v) for v in value)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return -(2**63) <= value < 2**63
-    return value is None or isinstance(value, str | bool | float)
+        for index, item in enumerate(value):
+            problem = parameters_problem(item, depth + 1)
+            if problem is not None:
+                return f"[{index}]: {problem}" if not problem.startswith("nested") else problem
+        return None
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return None
+    if isinstance(value, int):
+        return None if -(2**63) <= value < 2**63 else f"the integer {value} does not fit in 64 bits"
+    if isinstance(value, float):
+        return None if math.isfinite(value) else f"{value} is not a finite number"
+    return f"a {type(value).__name__} is not JSON"
 
 
 def _wrapper(name: str, package: str, key: str, parameters: str | None = None) -> str:
@@ -173,18 +181,45 @@ class TestOutcome:
     line: int | None = None
 
 
-@runtime_checkable
-class Evaluator(Protocol):
-    """What the service needs of an engine: regopy in workers (embedded) or OPA servers (scale-out)."""
+PolicyCall = tuple[str, dict[str, Any]]
+"""A policy id and the input document it is evaluated on (with its ``parameters``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerStatus:
+    """One server behind an engine (an OPA server): reachable or not, and the policy set it holds."""
+
+    url: str
+    healthy: bool
+    holds: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EngineStatus:
+    """Whether an engine can answer decisions now, for ``/ready``."""
 
     name: str
+    ready: bool
+    detail: str
+    servers: tuple[ServerStatus, ...] = ()
 
-    async def start(self) -> None: ...
 
-    async def close(self) -> None: ...
+@runtime_checkable
+class Evaluator(Protocol):
+    """The decision engine: evaluates the active policy set, nothing else (authoring has its own capacity, see
+    ``Workbench``). One implementation per engine, chosen once when the service starts."""
 
-    async def evaluate(self, bundle: Bundle, calls: Sequence[tuple[str, dict[str, Any]]]) -> list[PolicyOutcome]: ...
+    name: str
+    """``regopy`` or ``opa``: shown in metrics and ``/ready``."""
 
-    async def compile_problems(self, modules: Sequence[tuple[str, str]]) -> list[Any]: ...
+    async def start(self) -> None:
+        """Start workers or open connections."""
 
-    async def run_tests(self, code: PolicyCode) -> list[TestOutcome]: ...
+    async def close(self) -> None:
+        """Stop workers or close connections."""
+
+    async def evaluate(self, bundle: Bundle, calls: Sequence[PolicyCall]) -> list[PolicyOutcome]:
+        """One outcome per call, in order; failures are outcomes with a reason code, never raised."""
+
+    async def status(self) -> EngineStatus:
+        """Whether decisions can be answered now."""

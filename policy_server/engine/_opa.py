@@ -18,8 +18,16 @@ from urllib.parse import urlsplit
 from opa_client.opa_async import AsyncOpaClient
 
 from policy_server import metrics
-from policy_server.engine._model import ENGINE_UNAVAILABLE, EVALUATION_ERROR, Bundle, Failure, PolicyOutcome
-from policy_server.engine._regopy import RegopyEvaluator, outcome_from_value, shared_document
+from policy_server.engine._codes import ENGINE_UNAVAILABLE, EVALUATION_ERROR, POLICY_UNPREPARED
+from policy_server.engine._model import (
+    Bundle,
+    EngineStatus,
+    Failure,
+    PolicyCall,
+    PolicyOutcome,
+    ServerStatus,
+)
+from policy_server.engine._regopy import outcome_from_value, shared_document
 
 _log = logging.getLogger("policy_server.engine.opa")
 _PREFIX = "policy_server/"
@@ -112,41 +120,52 @@ class _EvaluationError(Exception):
 
 
 class OpaEvaluator:
-    """Evaluates bundles on OPA servers (round robin); validation and tests stay with the embedded engine."""
+    """Evaluates the active policy set on OPA servers (round robin). Only the active set is ever pushed:
+    drafts, checks and tests run on the authoring workers (``Workbench``), never on these servers."""
 
     name = "opa"
 
-    def __init__(self, urls: Sequence[str], *, timeout_s: float = 2.0, local: RegopyEvaluator | None = None) -> None:
+    def __init__(self, urls: Sequence[str], *, timeout_s: float = 2.0) -> None:
         if not urls:
             raise ValueError("POLICY_SERVER_OPA_URL names no OPA server")
         self.servers = [_Server(u.strip(), timeout_s) for u in urls if u.strip()]
         self._next = itertools.cycle(range(len(self.servers)))
-        self.local = local or RegopyEvaluator(1)
 
     async def start(self) -> None:
         for server in self.servers:
             await server.open()
-        await self.local.start()
 
     async def close(self) -> None:
         for server in self.servers:
             await server.close()
-        await self.local.close()
 
-    async def evaluate(self, bundle: Bundle, calls: Sequence[tuple[str, dict[str, Any]]]) -> list[PolicyOutcome]:
-        """Evaluate each policy on its input on one OPA server; any failure is an outcome, never raised."""
+    async def status(self) -> EngineStatus:
+        """Ready when every OPA server answers its health check."""
+        servers = tuple([ServerStatus(s.url, await s.healthy(), s.loaded) for s in self.servers])
+        ready = all(s.healthy for s in servers)
+        return EngineStatus(self.name, ready, f"{sum(s.healthy for s in servers)}/{len(servers)} OPA servers healthy",
+                            servers)  # fmt: skip
+
+    async def evaluate(self, bundle: Bundle, calls: Sequence[PolicyCall]) -> list[PolicyOutcome]:
+        """Evaluate each policy on its input on one OPA server; any failure is an outcome, never raised.
+
+        A policy that cannot be prepared (``bundle.unprepared``) fails alone; the others are evaluated.
+        """
         if not calls:
             return []
+        failed = {pid: PolicyOutcome(pid, failure=Failure(POLICY_UNPREPARED, why))
+                  for pid, why in bundle.unprepared.items()}  # fmt: skip
+        ready = [call for call in calls if call[0] not in failed]
         server = self.servers[next(self._next)]
         try:
-            return await self._evaluate_on(server, bundle, calls)
+            outcomes = await self._evaluate_on(server, bundle, ready) if ready else []
         except OpaUnavailable as exc:
             _log.warning("%s", exc)
-            return [PolicyOutcome(pid, failure=Failure(ENGINE_UNAVAILABLE, str(exc))) for pid, _ in calls]
+            outcomes = [PolicyOutcome(pid, failure=Failure(ENGINE_UNAVAILABLE, str(exc))) for pid, _ in ready]
+        answered = iter(outcomes)
+        return [failed[pid] if pid in failed else next(answered) for pid, _ in calls]
 
-    async def _evaluate_on(
-        self, server: _Server, bundle: Bundle, calls: Sequence[tuple[str, dict[str, Any]]]
-    ) -> list[PolicyOutcome]:
+    async def _evaluate_on(self, server: _Server, bundle: Bundle, calls: Sequence[PolicyCall]) -> list[PolicyOutcome]:
         await server.ensure(bundle)
         for attempt in range(2):
             answers = await self._answers(server, bundle, calls)
@@ -171,7 +190,7 @@ class OpaEvaluator:
                 outcomes.append(outcome_from_value(pid, answer))
         return outcomes
 
-    async def _answers(self, server: _Server, bundle: Bundle, calls: Sequence[tuple[str, dict[str, Any]]]) -> list[Any]:
+    async def _answers(self, server: _Server, bundle: Bundle, calls: Sequence[PolicyCall]) -> list[Any]:
         """Each policy's value (or the exception asking raised). Calls that share their document are asked in
         one request, each policy under its own parameters; a runtime error there is asked again per policy, so
         that one failing policy does not fail the others."""
@@ -188,24 +207,6 @@ class OpaEvaluator:
         return await asyncio.gather(
             *(server.query(bundle.entrypoints[pid], doc) for pid, doc in calls), return_exceptions=True
         )
-
-    async def status(self) -> list[tuple[str, bool, str | None]]:
-        """Each server: URL, healthy, and the bundle key it holds."""
-        return [(s.url, await s.healthy(), s.loaded) for s in self.servers]
-
-    # Validation and tests run on the embedded engine (the same code path as without OPA).
-    async def compile_problems(self, modules: Sequence[tuple[str, str]]) -> list:
-        return await self.local.compile_problems(modules)
-
-    async def run_tests(self, code: Any) -> list:
-        return await self.local.run_tests(code)
-
-    async def query(self, modules: Sequence[tuple[str, str]], expression: str, document: Any) -> dict[str, Any]:
-        return await self.local.query(modules, expression, document)
-
-    @property
-    def restarts(self) -> int:
-        return self.local.pool.restarts
 
 
 _ALL = "entry/combined"

@@ -10,11 +10,35 @@ import signal
 import socket
 import sys
 import threading
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
 
 from policy_server import metrics
-from policy_server.engine._protocol import HEADER_SIZE, decode, frame, header_length
+from policy_server.engine._codes import (
+    ENGINE_BUSY,
+    ENGINE_CRASHED,
+    EVALUATION_ERROR,
+    EVALUATION_MEMORY,
+    EVALUATION_TIMEOUT,
+)
+from policy_server.engine._protocol import (
+    HEADER_SIZE,
+    Compile,
+    Compiled,
+    EvaluateEach,
+    EvaluatePreset,
+    Failed,
+    Fork,
+    Forked,
+    Missing,
+    Rejected,
+    Reply,
+    Request,
+    Results,
+    decode_reply,
+    frame,
+    header_length,
+)
 
 _log = logging.getLogger("policy_server.engine")
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -22,7 +46,7 @@ _WATCH_INTERVAL = 0.02
 
 
 class WorkerFailure(Exception):
-    """A request did not complete; ``code`` is the reason code a decision reports."""
+    """A request did not complete; ``code`` is the reason code (``_codes``) a decision reports."""
 
     def __init__(self, code: str, message: str, *, worker_ok: bool = False) -> None:
         super().__init__(message)
@@ -50,6 +74,9 @@ class PoolLimits:
 
     recycle_check_every: int = 8
     """How many requests a worker answers between looks at its size (a /proc read each)."""
+    wait_s: float | None = None
+    """How long a request waits for a free worker (``engine_busy`` past it); default: its own deadline.
+    Authoring waits in its bounded queue for as long as a check may take; a decision no longer than it may run."""
 
     @property
     def recycle_growth(self) -> int:
@@ -133,7 +160,7 @@ class _Zygote:
     def alive(self) -> bool:
         return self.process is not None and self.process.returncode is None and self.socket is not None
 
-    def _ask(self, message: dict[str, Any]) -> tuple[dict[str, Any], list[int]]:
+    def _ask(self, message: Request) -> tuple[Reply, list[int]]:
         assert self.socket is not None
         with self._lock:
             self.socket.sendall(frame(message))
@@ -145,21 +172,21 @@ class _Zygote:
                 if not more:
                     raise ConnectionError("the zygote ended")
                 data += more
-            return decode(data[HEADER_SIZE:]), fds
+            return decode_reply(data[HEADER_SIZE:]), fds
 
-    async def compile(self, message: dict[str, Any]) -> None:
+    async def compile(self, message: Compile) -> None:
         reply, _ = await asyncio.to_thread(self._ask, message)
-        if reply.get("ok"):
-            self.compiled.add(message["key"])
+        if isinstance(reply, Compiled):
+            self.compiled.add(message.key)
 
     async def fork(self) -> tuple[_ForkedProcess, set[str]]:
-        reply, fds = await asyncio.to_thread(self._ask, {"op": "fork"})
-        if not reply.get("ok") or len(fds) != 2:
+        reply, fds = await asyncio.to_thread(self._ask, Fork())
+        if not isinstance(reply, Forked) or len(fds) != 2:
             for fd in fds:
                 os.close(fd)
             raise ConnectionError(f"the zygote could not fork: {reply}")
-        process = await _ForkedProcess.attach(reply["pid"], fds[0], fds[1])
-        return process, set(reply.get("compiled") or ())
+        process = await _ForkedProcess.attach(reply.pid, fds[0], fds[1])
+        return process, set(reply.held)
 
     async def close(self) -> None:
         if self.socket is not None:
@@ -197,14 +224,15 @@ class _Worker:
         except (OSError, ValueError, IndexError):
             return 0
 
-    async def request(self, message: dict[str, Any], timeout_s: float, memory_bytes: int) -> dict[str, Any]:
+    async def request(self, message: Request, timeout_s: float, memory_bytes: int) -> Reply:
+        """Send one request and wait for its reply, watching the deadline and the worker's size."""
         assert self.process.stdin is not None and self.process.stdout is not None
         try:
             data = frame(message)
         except (OverflowError, TypeError, ValueError) as exc:
             # e.g. an integer beyond 64 bits: Rego in this engine cannot receive it.
-            message = f"the input cannot be given to the engine: {exc}"
-            raise WorkerFailure("evaluation_error", message, worker_ok=True) from exc
+            message_text = f"the input cannot be given to the engine: {exc}"
+            raise WorkerFailure(EVALUATION_ERROR, message_text, worker_ok=True) from exc
         self.process.stdin.write(data)
         self.requests += 1
         reply = asyncio.ensure_future(self._read())
@@ -215,28 +243,30 @@ class _Worker:
             while True:
                 remaining = deadline - loop.time()
                 if remaining <= 0:
-                    raise WorkerFailure("evaluation_timeout", f"evaluation did not finish within {timeout_s:g} s")
+                    raise WorkerFailure(EVALUATION_TIMEOUT, f"evaluation did not finish within {timeout_s:g} s")
                 done, _ = await asyncio.wait({reply}, timeout=min(_WATCH_INTERVAL, remaining))
                 if done:
                     return reply.result()
                 if self.resident() > memory_bytes:
                     raise WorkerFailure(
-                        "evaluation_memory_exceeded",
+                        EVALUATION_MEMORY,
                         f"the Rego engine grew past {memory_bytes // (1024 * 1024)} MiB and was stopped",
                     )
         except (asyncio.IncompleteReadError, ConnectionError, BrokenPipeError) as exc:
             code = await self._exit_reason()
-            raise WorkerFailure("engine_crashed", f"the Rego engine process died ({code})") from exc
+            raise WorkerFailure(ENGINE_CRASHED, f"the Rego engine process died ({code})") from exc
+        except ValueError as exc:  # a reply that is not one of the protocol's (msgspec.DecodeError)
+            raise WorkerFailure(EVALUATION_ERROR, f"the Rego worker answered an unreadable reply: {exc}") from exc
         finally:
             if not reply.done():
                 reply.cancel()
                 with contextlib.suppress(BaseException):
                     await reply
 
-    async def _read(self) -> dict[str, Any]:
+    async def _read(self) -> Reply:
         assert self.process.stdout is not None
         header = await self.process.stdout.readexactly(HEADER_SIZE)
-        return decode(await self.process.stdout.readexactly(header_length(header)))
+        return decode_reply(await self.process.stdout.readexactly(header_length(header)))
 
     async def _exit_reason(self) -> str:
         try:
@@ -258,19 +288,39 @@ class _Worker:
             await asyncio.wait_for(self.process.wait(), 5)
 
 
-class WorkerPool:
-    """Worker processes that run one request each at a time; a failed worker is replaced by a fresh one."""
+class BundleRejected(Exception):
+    """The worker refused to compile a bundle: its problems (a policy set that should never have been accepted)."""
 
-    def __init__(self, size: int = 1, limits: PoolLimits | None = None) -> None:
+    def __init__(self, problems: Rejected) -> None:
+        super().__init__("; ".join(p.message for p in problems.problems) or "the policy set does not compile")
+        self.problems = problems
+
+
+class WorkerPool:
+    """Worker processes that run one request each at a time; a failed worker is replaced by a fresh one.
+
+    The pool knows which bundles each worker holds from the worker itself (every ``Compiled`` and
+    ``Missing`` reply lists them), so its view cannot drift: a bundle the worker dropped is compiled again
+    and the question asked once more. Waiting for a free worker is bounded by the request's deadline
+    (``engine_busy`` past it). One pool serves one kind of work: decisions and authoring never share one.
+    """
+
+    def __init__(self, size: int = 1, limits: PoolLimits | None = None, *, name: str = "decisions",
+                 warm_zygote: bool = True, nice: int = 0) -> None:  # fmt: skip
         self.size = max(1, size)
         self.limits = limits or PoolLimits()
+        self.name = name
+        self.nice = nice
+        """CPU niceness of this pool's processes (authoring runs below decisions)."""
         self.restarts = 0
+        self.recycled = 0
+        self._warm_zygote = warm_zygote
+        """Teach the zygote every bundle compiled (decisions: forks start warm); off for one-off drafts."""
         self._idle: asyncio.Queue[_Worker] | None = None
         self._workers: list[_Worker] = []
         self._start_lock = asyncio.Lock()
         self._closed = False
-        self.recycled = 0
-        self._last_compile: dict[str, Any] | None = None
+        self._last_compile: Compile | None = None
         self._recycling: set[asyncio.Task[None]] = set()
         self._zygote: _Zygote | None = None
         self._zygote_failures = 0
@@ -307,55 +357,110 @@ class WorkerPool:
         """Process ids of the current workers."""
         return [w.pid for w in self._workers]
 
-    async def run(
-        self,
-        message: dict[str, Any],
-        *,
-        compile_message: dict[str, Any] | None = None,
-        timeout_s: float | None = None,
-    ) -> dict[str, Any]:
-        """Send ``message`` to an idle worker; compile ``compile_message`` there first if it has not."""
+    @property
+    def idle(self) -> int:
+        """Workers free right now."""
+        return self._idle.qsize() if self._idle is not None else self.size
+
+    async def evaluate(
+        self, bundle: Compile, request: EvaluateEach | EvaluatePreset, *, timeout_s: float | None = None
+    ) -> Results:
+        """Evaluate ``request`` on a worker holding ``bundle`` (compiled there first when it is not).
+
+        Raises ``WorkerFailure`` (with its reason code) or ``BundleRejected``.
+        """
+        timeout = timeout_s or self.limits.timeout_s
+        async with self._worker(self.limits.wait_s or timeout) as worker:
+            for _ in range(2):
+                if bundle.key not in worker.compiled:
+                    await self._compile(worker, bundle)
+                reply = await worker.request(request, timeout, self.limits.memory_bytes)
+                match reply:
+                    case Results():
+                        return reply
+                    case Missing(held=held):
+                        worker.compiled = set(held)  # dropped since: compile again, ask once more
+                    case Failed(message=message):
+                        raise WorkerFailure(EVALUATION_ERROR, message, worker_ok=True)
+                    case _:
+                        raise WorkerFailure(EVALUATION_ERROR, f"unexpected reply {type(reply).__name__}")
+            raise WorkerFailure(EVALUATION_ERROR, "the Rego worker dropped the policy set twice in a row")
+
+    async def ask(self, request: Request, *, timeout_s: float | None = None) -> Reply:
+        """Send a request that needs no bundle (tests, checks) to a free worker; its reply as is."""
+        timeout = timeout_s or self.limits.compile_timeout_s
+        async with self._worker(self.limits.wait_s or timeout) as worker:
+            reply = await worker.request(request, timeout, self.limits.memory_bytes)
+            if isinstance(reply, Compiled | Missing):
+                worker.compiled = set(reply.held)  # whatever was asked, the pool learns what the worker holds
+            return reply
+
+    async def _compile(self, worker: _Worker, bundle: Compile) -> None:
+        self._last_compile = bundle
+        reply = await worker.request(bundle, self.limits.compile_timeout_s, self.limits.memory_bytes)
+        match reply:
+            case Compiled(held=held):
+                worker.compiled = set(held)
+                if self._warm_zygote:
+                    self._teach_zygote(bundle)
+            case Rejected():
+                raise BundleRejected(reply)
+            case Failed(message=message):
+                raise WorkerFailure(EVALUATION_ERROR, message, worker_ok=True)
+            case _:
+                raise WorkerFailure(EVALUATION_ERROR, f"unexpected reply {type(reply).__name__} to compile")
+
+    @contextlib.asynccontextmanager
+    async def _worker(self, timeout_s: float) -> AsyncIterator[_Worker]:
+        """A free worker for one request, waited for at most ``timeout_s``; replaced afterwards if it failed."""
         if self._idle is None:
             await self.start()
         assert self._idle is not None
-        worker = await self._idle.get()
+        try:
+            # A free worker at once is the common case: no timer task for it.
+            worker = (
+                self._idle.get_nowait()
+                if not self._idle.empty()
+                else await asyncio.wait_for(self._idle.get(), timeout_s)
+            )
+        except TimeoutError:
+            metrics.child(metrics.ENGINE_BUSY, self.name).inc()
+            raise WorkerFailure(
+                ENGINE_BUSY, f"no Rego worker ({self.name}) became free within {timeout_s:g} s", worker_ok=True
+            ) from None
         try:
             if not worker.alive():
                 worker = await self._replace(worker)
-            if compile_message is not None:
-                self._last_compile = compile_message
-                if compile_message["key"] not in worker.compiled:
-                    limits = self.limits
-                    reply = await worker.request(compile_message, limits.compile_timeout_s, limits.memory_bytes)
-                    if not reply.get("ok"):
-                        return reply
-                    worker.compiled.add(compile_message["key"])
-                    self._teach_zygote(compile_message)
-            reply = await worker.request(message, timeout_s or self.limits.timeout_s, self.limits.memory_bytes)
+            yield worker
             if not worker.baseline:
                 worker.baseline = worker.resident()
-            return reply
         except WorkerFailure as failure:
             if not failure.worker_ok:
                 worker = await self._replace(worker)
+            raise
+        except BundleRejected:
             raise
         except BaseException:
             # Cancelled mid-request: the worker's state is unknown, so it is not reused.
             worker = await self._replace(worker)
             raise
         finally:
-            # Looked at every few requests (a /proc read each): regopy keeps ~50 kB per decision.
-            grown = (
-                worker.baseline
-                and worker.requests % self.limits.recycle_check_every == 0
-                and worker.resident() - worker.baseline > self.limits.recycle_growth
-            )
-            if not self._closed and worker.alive() and grown:
-                task = asyncio.create_task(self._recycle(worker))
-                self._recycling.add(task)
-                task.add_done_callback(self._recycling.discard)
-            else:
-                self._idle.put_nowait(worker)
+            self._release(worker)
+
+    def _release(self, worker: _Worker) -> None:
+        assert self._idle is not None
+        # Looked at every few requests (a /proc read each): regopy keeps ~50 kB per decision.
+        grown = (
+            worker.baseline
+            and worker.requests % self.limits.recycle_check_every == 0
+            and worker.resident() - worker.baseline > self.limits.recycle_growth
+        )
+        if not self._closed and worker.alive() and grown:
+            task = asyncio.create_task(self._recycle(worker))
+            self._recycling.add(task)
+            task.add_done_callback(self._recycling.discard)
+        else:
+            self._idle.put_nowait(worker)
 
     async def _recycle(self, worker: _Worker) -> None:
         """Replace a grown worker by a fresh one that has compiled the current bundle; the old one serves no more."""
@@ -364,10 +469,10 @@ class WorkerPool:
         try:
             fresh = await self._spawn()
             warm = self._last_compile
-            if warm is not None and warm["key"] not in fresh.compiled:
+            if warm is not None and warm.key not in fresh.compiled:
                 reply = await fresh.request(warm, self.limits.compile_timeout_s, self.limits.memory_bytes)
-                if reply.get("ok"):
-                    fresh.compiled.add(warm["key"])
+                if isinstance(reply, Compiled):
+                    fresh.compiled = set(reply.held)
             self._workers = [fresh if w is worker else w for w in self._workers]
             self.recycled += 1
             metrics.ENGINE_RECYCLES.inc()
@@ -388,19 +493,19 @@ class WorkerPool:
         metrics.ENGINE_RESTARTS.inc()
         fresh = await self._spawn()
         self._workers = [fresh if w is worker else w for w in self._workers]
-        _log.warning("Rego worker %s replaced by %s", worker.pid, fresh.pid)
+        _log.warning("Rego worker %s (%s) replaced by %s", worker.pid, self.name, fresh.pid)
         return fresh
 
-    def _teach_zygote(self, compile_message: dict[str, Any]) -> None:
+    def _teach_zygote(self, bundle: Compile) -> None:
         """Have the zygote compile a bundle a worker compiled (so it cannot crash the zygote): forks inherit it."""
         zygote = self._zygote
-        if zygote is None or not zygote.alive() or compile_message["key"] in zygote.compiled:
+        if zygote is None or not zygote.alive() or bundle.key in zygote.compiled:
             return
-        zygote.compiled.add(compile_message["key"])  # asked once
+        zygote.compiled.add(bundle.key)  # asked once
 
         async def teach() -> None:
             try:
-                await zygote.compile(compile_message)
+                await zygote.compile(bundle)
             except (OSError, ConnectionError, ValueError) as exc:
                 _log.warning("the Rego zygote could not compile a bundle (%s); workers compile it themselves", exc)
 
@@ -418,6 +523,8 @@ class WorkerPool:
                         await self._zygote.close()
                     self._zygote = _Zygote()
                     await self._zygote.start(env)
+                    if self._zygote.process is not None:
+                        self._lower_priority(self._zygote.process.pid)  # its forks inherit it
                 process, compiled = await self._zygote.fork()
                 worker = _Worker(process)
                 worker.compiled = compiled
@@ -438,7 +545,13 @@ class WorkerPool:
             env=env,
             start_new_session=True,
         )
+        self._lower_priority(process.pid)
         return _Worker(process)
+
+    def _lower_priority(self, pid: int) -> None:
+        if self.nice > 0:
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, pid, self.nice)
 
 
 def _worker_env() -> dict[str, str]:

@@ -13,12 +13,38 @@ import json
 import os
 import sys
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Any, BinaryIO
 
+from policy_server.engine._codes import EVALUATION_ERROR
 from policy_server.engine._diagnostics import parse_rego_errors
-from policy_server.engine._protocol import HEADER_SIZE, decode, frame, header_length
+from policy_server.engine._protocol import (
+    Check,
+    Compile,
+    Compiled,
+    EvaluateEach,
+    EvaluatePreset,
+    Failed,
+    Fork,
+    Forked,
+    Missing,
+    Outcome,
+    Ping,
+    Pong,
+    ProblemMessage,
+    Query,
+    Rejected,
+    Reply,
+    Request,
+    Results,
+    frame,
+    read_request,
+    write,
+)
 
-_BUNDLE_CACHE = 4
+BUNDLE_SLOTS = 4
+"""Compiled bundles a worker keeps (the active set and the few before it); older ones are dropped and the
+pool, told by every ``Compiled`` and ``Missing`` reply what the worker holds, compiles them again."""
 
 
 class _Engine:
@@ -39,63 +65,85 @@ class _Engine:
         # Builtin errors stay undefined, as in OPA's default (strict-builtin-errors off): same verdicts.
         return interpreter
 
+    def handle(self, request: Request) -> Reply:
+        """Answer one request."""
+        match request:
+            case Compile():
+                return self.compile(request)
+            case EvaluateEach():
+                return self.evaluate_each(request)
+            case EvaluatePreset():
+                return self.evaluate_preset(request)
+            case Query():
+                return self.query(request)
+            case Check():
+                return self.check(request)
+            case Ping():
+                return Pong(os.getpid())
+            case Fork():
+                return Failed("only the zygote forks")
+
     # --- requests ---------------------------------------------------------------------------
 
-    def compile(self, message: dict[str, Any]) -> dict[str, Any]:
-        key = message["key"]
+    def compile(self, request: Compile) -> Compiled | Rejected:
+        key = request.key
         if key in self.bundles:
             self.bundles.move_to_end(key)
-            return {"ok": True}
-        modules = [(m[0], m[1]) for m in message["modules"]]
+            return Compiled(list(self.bundles))
+        modules = [(m.name, m.source) for m in request.modules]
         builder = self._interpreter()
         try:
             for name, source in modules:
                 builder.add_module(name, source)
-            bundle = builder.build(message.get("query"), list(message["entrypoints"]))
+            bundle = builder.build(None, list(request.entrypoints))
         except self.regopy.RegoError as exc:
-            return {"ok": False, "problems": [p.to_dict() for p in parse_rego_errors(str(exc), dict(modules))]}
+            return Rejected(_problems(parse_rego_errors(str(exc), dict(modules))))
         if not bundle.ok():
-            return {"ok": False, "problems": [{"code": "rego_compile_error", "message": bundle.node().json()[:500]}]}
+            return Rejected([ProblemMessage("rego_compile_error", bundle.node().json()[:500])])
         # The bundle refers to its builder's state: keep both alive together.
         self.bundles[key] = (bundle, builder)
-        while len(self.bundles) > _BUNDLE_CACHE:
+        while len(self.bundles) > BUNDLE_SLOTS:
             self.bundles.popitem(last=False)
-        return {"ok": True}
+        return Compiled(list(self.bundles))
 
-    def evaluate(self, message: dict[str, Any]) -> dict[str, Any]:
-        entry = self.bundles.get(message["key"])
-        if entry is None:
-            return {"ok": False, "missing": True}
-        bundle = entry[0]
-        if message.get("preset"):
-            return self._evaluate_preset(bundle, message)
+    def _bundle(self, key: str) -> Any | None:
+        entry = self.bundles.get(key)
+        return None if entry is None else entry[0]
+
+    def evaluate_each(self, request: EvaluateEach) -> Results | Missing:
+        bundle = self._bundle(request.key)
+        if bundle is None:
+            return Missing(request.key, list(self.bundles))
         results = []
-        document = message.get("document")
-        for entrypoint, value in message["calls"]:
+        document = request.document
+        for call in request.calls:
             # Either a whole input per call, or the decision's document shared by the calls plus each
             # policy's own parameters (sent once instead of once per policy).
-            value = value if document is None else {**document, "parameters": value}
+            value = call.input if document is None else {**document, "parameters": call.input}
             try:
                 self._set_input(value)
             except (ValueError, TypeError, OverflowError, ctypes.ArgumentError, self.regopy.RegoError) as exc:
-                results.append({"error_code": "evaluation_error", "error_message": f"input: {exc}"[:500]})
+                results.append(Outcome(error_code=EVALUATION_ERROR, error_message=f"input: {exc}"[:500]))
                 continue
-            impl = self.shared.rego_bundle_query_entrypoint(self.runner._impl, bundle._impl, entrypoint)
+            impl = self.shared.rego_bundle_query_entrypoint(self.runner._impl, bundle._impl, call.entrypoint)
             results.append(self._outcome(impl, binding=None))
-        return {"ok": True, "results": results}
+        return Results(results)
 
-    def _evaluate_preset(self, bundle: Any, message: dict[str, Any]) -> dict[str, Any]:
+    def evaluate_preset(self, request: EvaluatePreset) -> Results | Missing:
         """One input for every policy: each preset entrypoint puts its policy's parameters in place."""
+        bundle = self._bundle(request.key)
+        if bundle is None:
+            return Missing(request.key, list(self.bundles))
         try:
-            self._set_input(message["document"])
+            self._set_input(request.document)
         except (ValueError, TypeError, OverflowError, ctypes.ArgumentError, self.regopy.RegoError) as exc:
-            failure = {"error_code": "evaluation_error", "error_message": f"input: {exc}"[:500]}
-            return {"ok": True, "results": [failure for _ in message["calls"]]}
+            failure = Outcome(error_code=EVALUATION_ERROR, error_message=f"input: {exc}"[:500])
+            return Results([failure for _ in request.entrypoints])
         results = []
-        for entrypoint in message["calls"]:
+        for entrypoint in request.entrypoints:
             impl = self.shared.rego_bundle_query_entrypoint(self.runner._impl, bundle._impl, entrypoint)
             results.append(self._outcome(impl, binding=None))
-        return {"ok": True, "results": results}
+        return Results(results)
 
     def _set_input(self, value: Any) -> None:
         handle = build_input(self.shared.rego, value)
@@ -104,42 +152,68 @@ class _Engine:
         finally:
             self.shared.rego.regoFreeInput(handle)
 
-    def query(self, message: dict[str, Any]) -> dict[str, Any]:
+    def query(self, request: Query) -> Results | Rejected:
         """Queries against modules without a bundle: tests and checks, each as ``x := <expr>``."""
-        modules = [(m[0], m[1]) for m in message["modules"]]
+        modules = [(m.name, m.source) for m in request.modules]
         interpreter = self._interpreter()
         try:
             for name, source in modules:
                 interpreter.add_module(name, source)
         except self.regopy.RegoError as exc:
-            return {"ok": False, "problems": [p.to_dict() for p in parse_rego_errors(str(exc), dict(modules))]}
-        if message.get("input") is not None:
-            interpreter.set_input(self.regopy.Input(message["input"]))
+            return Rejected(_problems(parse_rego_errors(str(exc), dict(modules))))
+        if request.input is not None:
+            interpreter.set_input(self.regopy.Input(request.input))
         results = []
-        for expression in message["queries"]:
+        for expression in request.queries:
             try:
                 impl = self.shared.rego_query(interpreter._impl, f"x := {expression}")
             except self.regopy.RegoError as exc:
-                results.append({"error_code": "rego_parse_error", "error_message": str(exc)[:500]})
+                results.append(Outcome(error_code="rego_parse_error", error_message=str(exc)[:500]))
                 continue
             results.append(self._outcome(impl, binding="x"))
-        return {"ok": True, "results": results}
+        return Results(results)
+
+    def check(self, request: Check) -> Rejected | Compiled:
+        """The strict compile check, then regopy's own parse and compile of the same modules."""
+        from policy_server.engine.rego import check as strict_check
+
+        modules = {m.name: m.source for m in request.modules}
+        available = self._available_builtin
+        problems = strict_check(modules, policy_files=request.policy_files, reserved=request.reserved,
+                                available=available)  # fmt: skip
+        if problems:
+            return Rejected(_problems(problems))
+        # regopy compiles what decisions will compile: the policy modules (tests run apart, crash by crash).
+        compiled = {name: modules[name] for name in request.policy_files if name in modules} or modules
+        builder = self._interpreter()
+        try:
+            for name, source in compiled.items():
+                builder.add_module(name, source)
+            bundle = builder.build("x := true", [])
+        except self.regopy.RegoError as exc:
+            return Rejected(_problems(parse_rego_errors(str(exc), modules)))
+        if not bundle.ok():
+            return Rejected([ProblemMessage("rego_compile_error", bundle.node().json()[:500])])
+        return Compiled([])
+
+    def _available_builtin(self, name: str) -> bool:
+        return bool(self.runner.is_builtin(name))
 
     # --- outputs ----------------------------------------------------------------------------
 
-    def _outcome(self, impl: Any, binding: str | None) -> dict[str, Any]:
+    def _outcome(self, impl: Any, binding: str | None) -> Outcome:
         shared = self.shared
         try:
             if not shared.rego_output_ok(impl):
                 code, text = self._error(shared.rego_output_node(impl))
-                return {"error_code": code, "error_message": text}
+                return Outcome(error_code=code, error_message=text)
             text = shared.rego_output_string(impl)
             if text == "undefined":
-                return {"undefined": True}
+                return Outcome(undefined=True)
             if text.startswith("("):
                 # Some errors ("Function not found", "Recursion detected") come back as ok, as an S-expression.
                 problems = parse_rego_errors(text, {}, "evaluation_error")
-                return {"error_code": "evaluation_error", "error_message": problems[0].message}
+                return Outcome(error_code=EVALUATION_ERROR, error_message=problems[0].message)
             try:
                 data = json.loads(text)
             except json.JSONDecodeError:
@@ -150,32 +224,32 @@ class _Engine:
             shared.rego_free_output(impl)
         if isinstance(data, list):
             if len(data) != 1:
-                return {"error_code": "evaluation_error", "error_message": f"{len(data)} results, expected one"}
+                return Outcome(error_code=EVALUATION_ERROR, error_message=f"{len(data)} results, expected one")
             data = data[0]
         if binding is None:
             expressions = data.get("expressions") or []
-            return {"value": expressions[0]} if expressions else {"undefined": True}
+            return Outcome(value=expressions[0]) if expressions else Outcome(undefined=True)
         bindings = data.get("bindings") or {}
-        return {"value": bindings[binding]} if binding in bindings else {"undefined": True}
+        return Outcome(value=bindings[binding]) if binding in bindings else Outcome(undefined=True)
 
-    def _from_nodes(self, impl: Any, binding: str | None) -> dict[str, Any]:
+    def _from_nodes(self, impl: Any, binding: str | None) -> Outcome:
         shared = self.shared
         if binding is None:
             node = shared.rego_output_expressions_at_index(impl, 0)
             if not node or shared.rego_node_size(node) == 0:
-                return {"undefined": True}
+                return Outcome(undefined=True)
             node = shared.rego_node_get(node, 0)
         else:
             node = shared.rego_output_binding_at_index(impl, 0, binding)
             if not node:
-                return {"undefined": True}
-        return {"value": _node_value(shared, node)}
+                return Outcome(undefined=True)
+        return Outcome(value=_node_value(shared, node))
 
     def _error(self, node: Any) -> tuple[str, str]:
         """Message and code of an error output: ``errorseq > error > (errormsg, errorast, errorcode)``."""
         shared = self.shared
         messages: list[str] = []
-        code = "evaluation_error"
+        code = EVALUATION_ERROR
         for i in range(shared.rego_node_size(node)):
             error = shared.rego_node_get(node, i)
             size = shared.rego_node_size(error)
@@ -274,24 +348,24 @@ def _value(shared: Any, node: Any) -> str:
         return ""
 
 
+def _problems(problems: Sequence[Any]) -> list[ProblemMessage]:
+    return [ProblemMessage(p.code, p.message, p.file, p.line, p.column) for p in problems]
+
+
 def _serve(requests: BinaryIO, replies: BinaryIO, engine: _Engine | None = None) -> None:
     while True:
-        header = requests.read(HEADER_SIZE)
-        if len(header) < HEADER_SIZE:
+        request = read_request(requests)
+        if request is None:
             return
-        message = decode(requests.read(header_length(header)))
-        op = message.get("op")
-        if op == "ping":
-            reply: dict[str, Any] = {"ok": True, "pid": os.getpid()}
+        if isinstance(request, Ping):
+            reply: Reply = Pong(os.getpid())
         else:
             engine = engine or _Engine()
-            handler = {"compile": engine.compile, "eval": engine.evaluate, "query": engine.query}.get(op)
             try:
-                reply = handler(message) if handler else {"ok": False, "error": f"unknown op {op!r}"}
+                reply = engine.handle(request)
             except Exception as exc:  # noqa: BLE001 - reported to the service, which fails closed
-                reply = {"ok": False, "problems": [{"code": "evaluation_error", "message": repr(exc)[:500]}]}
-        replies.write(frame(reply))
-        replies.flush()
+                reply = Failed(repr(exc)[:500])
+        write(replies, reply)
 
 
 def _silence_stdout() -> BinaryIO:
@@ -328,15 +402,14 @@ def zygote(control_fd: int) -> None:
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     stream = control.makefile("rb")
     while True:
-        header = stream.read(HEADER_SIZE)
-        if len(header) < HEADER_SIZE:
+        request = read_request(stream)
+        if request is None:
             return
-        message = decode(stream.read(header_length(header)))
-        if message.get("op") == "compile":
-            control.sendall(frame(engine.compile(message)))
+        if isinstance(request, Compile):
+            control.sendall(frame(engine.compile(request)))
             continue
-        if message.get("op") != "fork":
-            control.sendall(frame({"ok": False, "error": "unknown op"}))
+        if not isinstance(request, Fork):
+            control.sendall(frame(Failed(f"the zygote does not answer {type(request).__name__}")))
             continue
         requests_r, requests_w = os.pipe()
         replies_r, replies_w = os.pipe()
@@ -355,8 +428,7 @@ def zygote(control_fd: int) -> None:
                 os._exit(0)
         os.close(requests_r)
         os.close(replies_w)
-        reply = frame({"ok": True, "pid": pid, "compiled": list(engine.bundles)})
-        socket.send_fds(control, [reply], [requests_w, replies_r])
+        socket.send_fds(control, [frame(Forked(pid, list(engine.bundles)))], [requests_w, replies_r])
         os.close(requests_w)
         os.close(replies_r)
 

@@ -59,6 +59,11 @@ class Decision:
     repeat_count: int
     document: dict[str, Any] = field(repr=False)
 
+    @property
+    def freight(self) -> str | None:
+        """The Freight the decision is about: asked for, or the recorded Promotion's (logged the same)."""
+        return self.question.freight or (self.document.get("promotion") or {}).get("freight")
+
 
 @dataclass(frozen=True, slots=True)
 class DecisionSettings:
@@ -151,7 +156,7 @@ class DecisionService:
             stage=stage,
             promotion=question.promotion,
             prospective=question.prospective,
-            freight=question.freight,
+            freight=question.freight or (document.get("promotion") or {}).get("freight"),
             allow=verdict.allow,
             claimed=claimed,
             evaluated_at=now,

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from policy_server.engine import Bundle, PolicyCode, RegopyEvaluator
+from policy_server.engine import Bundle, PolicyCode, Workbench
 from policy_server.store import RevisionDraft
 
 
@@ -30,7 +30,7 @@ def load_examples(directory: Path) -> list[tuple[str, dict[str, Any]]]:
 
 
 async def run_examples(
-    engine: RegopyEvaluator, policy_id: str, draft: RevisionDraft, examples: list[tuple[str, dict[str, Any]]]
+    workbench: Workbench, policy_id: str, draft: RevisionDraft, examples: list[tuple[str, dict[str, Any]]]
 ) -> list[ExampleResult]:
     """Evaluate each example's input with the policy (and its default parameters unless the example sets them)."""
     code = PolicyCode(policy_id, draft.source)
@@ -39,7 +39,7 @@ async def run_examples(
     for name, example in examples:
         document = dict(example["input"])
         document["parameters"] = example.get("parameters", draft.parameters)
-        (outcome,) = await engine.evaluate(bundle, [(policy_id, document)])
+        (outcome,) = await workbench.evaluate(bundle, [(policy_id, document)])
         results.append(_judge(policy_id, name, example.get("expect", {}), outcome))
     return results
 

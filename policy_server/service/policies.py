@@ -12,8 +12,17 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from policy_server.engine import Bundle, Evaluator, OpaCli, PolicyCode, PolicyOutcome, Problem, TestOutcome
-from policy_server.engine._lint import lint
+from policy_server.engine import (
+    Bundle,
+    Evaluator,
+    PolicyCode,
+    PolicyOutcome,
+    Problem,
+    TestOutcome,
+    Workbench,
+    package_of,
+    parameters_problem,
+)
 from policy_server.errors import Conflict, InvalidPolicy, NotFound
 from policy_server.service.verdict import MODES, PolicyRef, Verdict, aggregate, in_scope
 from policy_server.store import AccessStore, PolicyStore, Revision, RevisionDraft
@@ -33,6 +42,14 @@ class ActivePolicy:
     scope: dict[str, list[str]]
     parameters: dict[str, Any]
     code: PolicyCode
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """A revision written, and what it dropped that the previous one had."""
+
+    revision: Revision
+    warnings: list[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,11 +85,12 @@ def read_policy_dir(directory: Path) -> RevisionDraft:
         mode=meta.get("mode", "enforce"),
         scope=meta.get("scope") or {"namespaces": ["*"], "stages": ["*"]},
         parameters=meta.get("parameters") or {},
+        parameters_schema=meta.get("parameters_schema"),
     )
 
 
 def check_draft_shape(policy_id: str, draft: RevisionDraft) -> list[Problem]:
-    """Problems of a draft that need no engine: id, mode, scope, parameters, file names, lint."""
+    """Problems of a draft that need no engine: id, mode, scope, parameters, file names, a package."""
     problems: list[Problem] = []
     if not POLICY_ID.match(policy_id):
         problems.append(
@@ -88,12 +106,18 @@ def check_draft_shape(policy_id: str, draft: RevisionDraft) -> list[Problem]:
         problems.append(Problem("invalid_scope", "scope has only `namespaces` and `stages`"))
     if not isinstance(draft.parameters, dict):
         problems.append(Problem("invalid_parameters", "parameters must be a JSON object"))
+    else:
+        why = parameters_problem(draft.parameters)
+        if why is not None:
+            problems.append(Problem("invalid_parameters", f"parameters cannot be given to a Rego engine: {why}"))
+        else:
+            problems += schema_problems(draft.parameters, draft.parameters_schema)
     for name in draft.tests:
         if not TEST_FILE.match(name):
             problems.append(Problem("invalid_test_file", f"test file {name!r} must be named like `policy_test.rego`"))
-    code = PolicyCode(policy_id, draft.source, draft.tests)
-    files = {m.name: m.source for m in code.modules(with_tests=True)}
-    problems += lint(files, policy_file=code.filename)
+    if package_of(draft.source) is None:
+        problems.append(Problem("lint_package", "the module declares no package (package a.b.c)",
+                                f"{policy_id}/policy.rego", 1, 1))  # fmt: skip
     return problems
 
 
@@ -104,16 +128,18 @@ class PolicyService:
         self,
         store: PolicyStore,
         engine: Evaluator,
+        workbench: Workbench,
         *,
         builtins: Path | None = None,
         refresh_s: float = 1.0,
-        opa_cli: OpaCli | None = None,
         audit: AccessStore | None = None,
     ) -> None:
         self.store = store
         self.audit = audit
         self.engine = engine
-        self.opa_cli = opa_cli
+        """Answers decisions from the active set."""
+        self.workbench = workbench
+        """Checks, tests and tries what authors submit: never the decision engine's capacity."""
         self.builtins_path = builtins if builtins is not None else builtin_dir()
         self.builtins: dict[str, RevisionDraft] = {}
         self.refresh_s = refresh_s
@@ -146,31 +172,18 @@ class PolicyService:
     # --- writes ----------------------------------------------------------------------------------
 
     async def validate(self, policy_id: str, draft: RevisionDraft) -> tuple[list[Problem], list[TestOutcome]]:
-        """Every problem of a draft (shape, lint, compile, package clash, tests) and its test results."""
+        """Every problem of a draft (shape, the strict compile check, tests) and its test results."""
         problems = check_draft_shape(policy_id, draft)
         if any(p.code in ("invalid_policy_id", "lint_package") for p in problems):
             return problems, []
         code = PolicyCode(policy_id, draft.source, draft.tests)
-        compile_problems = await self.engine.compile_problems([(m.name, m.source) for m in code.modules(True)])
+        reserved = [p.code.package for p in (await self.active()).policies if p.id != policy_id]
+        compile_problems = await self.workbench.check(code, reserved=reserved)
         problems += compile_problems
-        for other in (await self.active()).policies:
-            if other.id != policy_id and other.code.package == code.package:
-                problems.append(
-                    Problem(
-                        "package_in_use",
-                        f"package {code.package} belongs to policy {other.id}: each policy needs its own",
-                        code.filename,
-                        1,
-                        1,
-                    )
-                )
-        if self.opa_cli is not None:
-            problems += await self.opa_cli.check(code)
         if compile_problems:
             return problems, []
-        results = await self.engine.run_tests(code)
-        if self.opa_cli is not None:
-            results += [replace(r, name=f"{r.name} (opa)") for r in await self.opa_cli.test(code)]
+        results = await self.workbench.run_tests(code)
+        results += [replace(r, name=f"{r.name} (opa)") for r in await self.workbench.run_opa_tests(code) or []]
         for result in results:
             if result.status != "pass":
                 problems.append(
@@ -184,19 +197,35 @@ class PolicyService:
                 )
         return problems, results
 
-    async def put(self, policy_id: str, draft: RevisionDraft, *, author: str, comment: str) -> Revision:
+    async def put(self, policy_id: str, draft: RevisionDraft, *, author: str, comment: str) -> Written:
         """Create or update a policy; the revision becomes active only if it is valid and its tests pass."""
         problems, _ = await self.validate(policy_id, draft)
         if problems:
             raise InvalidPolicy(_summary(problems), errors=problems)
         existing = await self.store.get(policy_id)
-        action = "create" if existing is None or existing.active is None else "update"
-        if existing is not None and existing.active is not None and existing.active.deleted:
-            action = "create"
+        previous = existing.active if existing is not None else None
+        action = "create" if previous is None or previous.deleted else "update"
         revision = await self.store.add_revision(policy_id, draft, author=author, comment=comment, action=action)
-        await self._record(existing.active if existing else None, revision)
+        await self._record(previous, revision)
         self._active = None
-        return revision
+        before = previous.draft if previous is not None and not previous.deleted else None
+        return Written(revision, write_warnings(before, draft))
+
+    async def patch(self, policy_id: str, changes: dict[str, Any], *, author: str, comment: str) -> Written:
+        """A new revision with the active one's source and tests and ``changes`` merged in (RFC 7396 for
+        ``parameters`` and ``scope``); checked and tested like any write."""
+        policy = await self.store.get(policy_id)
+        if policy is None or policy.active is None or policy.active.deleted:
+            raise NotFound(f"policy {policy_id} does not exist (or is deleted: roll back or PUT it first)")
+        draft = policy.active.draft
+        updates: dict[str, Any] = {
+            k: changes[k] for k in ("title", "description", "mode", "parameters_schema") if k in changes
+        }
+        if "scope" in changes:
+            updates["scope"] = {**draft.scope, **changes["scope"]}
+        if "parameters" in changes:
+            updates["parameters"] = merge_patch(draft.parameters, changes["parameters"])
+        return await self.put(policy_id, replace(draft, **updates), author=author, comment=comment)
 
     async def rollback(self, policy_id: str, to: int, *, author: str, comment: str) -> Revision:
         """A new revision equal to revision ``to`` (its tests must still pass)."""
@@ -274,8 +303,8 @@ class PolicyService:
         if revision is None:
             raise NotFound(f"policy {policy_id} has no revision {number}")
         code = PolicyCode(policy_id, revision.draft.source, revision.draft.tests)
-        on_opa = await self.opa_cli.test(code) if self.opa_cli is not None else None
-        return revision, await self.engine.run_tests(code), on_opa
+        on_opa = await self.workbench.run_opa_tests(code)
+        return revision, await self.workbench.run_tests(code), on_opa
 
     # --- evaluation ------------------------------------------------------------------------------
 
@@ -308,37 +337,110 @@ class PolicyService:
             self._checked_at = time.monotonic()
             return self._active
 
-    async def evaluate(
+    async def evaluate(self, document: dict[str, Any]) -> tuple[Verdict, list[PolicyOutcome]]:
+        """Decide: the active policies in scope of the document, on the decision engine."""
+        active = await self.active()
+        return await _verdict(self.engine, active.bundle, _in_scope(active.policies, document), document)
+
+    async def try_out(
         self,
         document: dict[str, Any],
         *,
         only: str | None = None,
         draft: tuple[str, RevisionDraft] | None = None,
     ) -> tuple[Verdict, list[PolicyOutcome]]:
-        """Evaluate the active policies in scope (or one active policy, or a draft) on an input document."""
+        """Authoring: the active policies in scope (or one active policy, or a checked draft) on a document, on
+        the authoring capacity. A draft must pass the strict check first, like any revision."""
+        active = await self.active()
         if draft is not None:
             policy_id, content = draft
             problems = check_draft_shape(policy_id, content)
+            code = PolicyCode(policy_id, content.source)
+            if not problems:
+                reserved = [p.code.package for p in active.policies if p.id != policy_id]
+                problems = await self.workbench.check(code, reserved=reserved)
             if problems:
                 raise InvalidPolicy(_summary(problems), errors=problems)
-            selected = [ActivePolicy(policy_id, 0, content.mode, content.scope, content.parameters,
-                                     PolicyCode(policy_id, content.source))]  # fmt: skip
-            bundle = Bundle.of([selected[0].code])
+            selected = [ActivePolicy(policy_id, 0, content.mode, content.scope, content.parameters, code)]
+            return await _verdict(
+                self.workbench, Bundle.of([code], {policy_id: content.parameters}), selected, document
+            )
+        if only is not None:
+            selected = [p for p in active.policies if p.id == only]
+            if not selected:
+                raise NotFound(f"policy {only} is not active")
         else:
-            active = await self.active()
-            bundle = active.bundle
-            if only is not None:
-                selected = [p for p in active.policies if p.id == only]
-                if not selected:
-                    raise NotFound(f"policy {only} is not active")
-            else:
-                namespace = document.get("namespace")
-                stage = (document.get("stage") or {}).get("name") or (document.get("promotion") or {}).get("stage")
-                selected = [p for p in active.policies if in_scope(p.scope, namespace, stage)]
-        calls = [(p.id, {**document, "parameters": p.parameters}) for p in selected]
-        outcomes = await self.engine.evaluate(bundle, calls)
-        refs = [PolicyRef(p.id, p.revision, p.mode) for p in selected]
-        return aggregate(refs, outcomes, document), outcomes
+            selected = _in_scope(active.policies, document)
+        return await _verdict(self.workbench, active.bundle, selected, document)
+
+
+def _in_scope(policies: tuple[ActivePolicy, ...], document: dict[str, Any]) -> list[ActivePolicy]:
+    """The policies whose scope covers the document's namespace and Stage."""
+    namespace = document.get("namespace")
+    stage = (document.get("stage") or {}).get("name") or (document.get("promotion") or {}).get("stage")
+    return [p for p in policies if in_scope(p.scope, namespace, stage)]
+
+
+async def _verdict(
+    evaluator: Evaluator | Workbench, bundle: Bundle, selected: list[ActivePolicy], document: dict[str, Any]
+) -> tuple[Verdict, list[PolicyOutcome]]:
+    """Each selected policy on the document with its own parameters, and their combined verdict."""
+    calls = [(p.id, {**document, "parameters": p.parameters}) for p in selected]
+    outcomes = await evaluator.evaluate(bundle, calls)
+    refs = [PolicyRef(p.id, p.revision, p.mode) for p in selected]
+    return aggregate(refs, outcomes, document), outcomes
+
+
+def schema_problems(parameters: dict[str, Any], schema: dict[str, Any] | None) -> list[Problem]:
+    """Parameters checked against the JSON Schema (2020-12) a policy declares (none declared: nothing)."""
+    if schema is None:
+        return []
+    import jsonschema
+
+    if not isinstance(schema, dict):
+        return [Problem("invalid_parameters_schema", "parameters_schema must be a JSON Schema object")]
+    try:
+        jsonschema.Draft202012Validator.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        return [Problem("invalid_parameters_schema", f"parameters_schema is not a valid JSON Schema: {exc.message}")]
+    validator = jsonschema.Draft202012Validator(schema)
+    out = []
+    for error in sorted(validator.iter_errors(parameters), key=lambda e: list(e.absolute_path)):
+        where = ".".join(str(p) for p in error.absolute_path) or "(parameters)"
+        out.append(Problem("invalid_parameters", f"parameters.{where}: {error.message}"[:500]))
+    return out
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7396: objects merge key by key, ``null`` removes a key, anything else replaces."""
+    if not isinstance(patch, dict):
+        return patch if patch is not None else {}
+    out = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = merge_patch(out.get(key), value)
+    return out
+
+
+def write_warnings(before: RevisionDraft | None, after: RevisionDraft) -> list[str]:
+    """What a new revision drops that its predecessor had: tests, title, description, parameters, scope."""
+    if before is None:
+        return []
+    out = []
+    dropped = sorted(set(before.tests) - set(after.tests))
+    if dropped:
+        out.append(f"the new revision drops test files {', '.join(dropped)} of the previous one (send them in "
+                   "`tests` to keep them)")  # fmt: skip
+    for name in ("title", "description"):
+        if getattr(before, name) and not getattr(after, name):
+            out.append(f"the new revision has no {name}; the previous one had one")
+    if before.parameters and not after.parameters:
+        out.append("the new revision has no parameters; the previous one had " + ", ".join(sorted(before.parameters)))
+    if before.scope != after.scope:
+        out.append(f"the scope changed from {before.scope} to {after.scope}")
+    return out
 
 
 def _summary(problems: list[Problem]) -> str:

@@ -19,6 +19,8 @@ from policy_server.engine import (
     PolicyCode,
     PoolLimits,
     RegopyEvaluator,
+    Workbench,
+    WorkerPool,
 )
 from tests.conftest import ROOT
 
@@ -34,11 +36,22 @@ def builtin_policies() -> list[PolicyCode]:
     return out
 
 
+def regopy(size: int = 1, limits: PoolLimits | None = None) -> RegopyEvaluator:
+    return RegopyEvaluator(WorkerPool(size, limits))
+
+
 @pytest.fixture
 async def evaluator():
-    engine = RegopyEvaluator(1, PoolLimits(timeout_s=DEADLINE_S, memory_bytes=512 * 1024 * 1024))
+    engine = regopy(1, PoolLimits(timeout_s=DEADLINE_S, memory_bytes=512 * 1024 * 1024))
     yield engine
     await engine.close()
+
+
+@pytest.fixture
+async def workbench():
+    bench = Workbench(WorkerPool(1, PoolLimits(timeout_s=DEADLINE_S), name="authoring"))
+    yield bench
+    await bench.close()
 
 
 def demo(policy_id: str, body: str) -> PolicyCode:
@@ -55,13 +68,14 @@ async def assert_still_answers(evaluator):
 
 
 @pytest.mark.parametrize("policy", builtin_policies(), ids=lambda p: p.policy_id)
-async def test_every_builtin_policy_test_passes(evaluator, policy):
-    results = await evaluator.run_tests(policy)
+async def test_every_builtin_policy_test_passes(workbench, policy):
+    assert await workbench.check(policy) == []
+    results = await workbench.run_tests(policy)
     assert len(results) >= 5
     assert [(r.name, r.status, r.message) for r in results if r.status != "pass"] == []
 
 
-async def test_a_failing_test_is_reported_as_fail_not_pass(evaluator):
+async def test_a_failing_test_is_reported_as_fail_not_pass(workbench):
     policy = PolicyCode(
         "demo",
         GOOD.source.replace("policies.good", "policies.demo"),
@@ -70,7 +84,7 @@ async def test_a_failing_test_is_reported_as_fail_not_pass(evaluator):
             "test_passes if { 1 == 1 }\n\ntest_fails if { 1 == 2 }\n\ntest_false := false\n"
         },
     )
-    results = {r.name: r.status for r in await evaluator.run_tests(policy)}
+    results = {r.name: r.status for r in await workbench.run_tests(policy)}
     assert results == {"test_passes": "pass", "test_fails": "fail", "test_false": "fail"}
 
 
@@ -89,7 +103,7 @@ async def test_a_policy_that_segfaults_regopy_fails_closed_and_the_next_request_
     await assert_still_answers(evaluator)
 
 
-async def test_a_crashing_unit_test_is_an_error_and_other_tests_still_run(evaluator):
+async def test_a_crashing_unit_test_is_an_error_and_other_tests_still_run(workbench):
     policy = PolicyCode(
         "demo",
         "package policies.demo\n\nimport rego.v1\n\ndeny contains 1 if count(input.items) > 2\n",
@@ -99,7 +113,7 @@ async def test_a_crashing_unit_test_is_an_error_and_other_tests_still_run(evalua
             'test_crashes if {\n\td := data.policies.demo.deny with input as {"items": [1, 2, 3]}\n\tcount(d) == 1\n}\n'
         },
     )
-    results = {r.name: (r.status, r.message or "") for r in await evaluator.run_tests(policy)}
+    results = {r.name: (r.status, r.message or "") for r in await workbench.run_tests(policy)}
     assert results["test_ok"] == ("pass", "")
     assert results["test_crashes"][0] == "error" and ENGINE_CRASHED in results["test_crashes"][1]
 
@@ -114,7 +128,7 @@ async def test_a_loop_over_a_huge_range_fails_closed_within_the_deadline(evaluat
 
 
 async def test_memory_watchdog_stops_a_runaway_evaluation():
-    engine = RegopyEvaluator(1, PoolLimits(timeout_s=30, memory_bytes=300 * 1024 * 1024))
+    engine = regopy(1, PoolLimits(timeout_s=30, memory_bytes=300 * 1024 * 1024))
     try:
         hog = demo("hog", 'deny contains "n" if count(numbers.range(1, 1000000000)) > 0')
         started = time.monotonic()
@@ -157,7 +171,7 @@ async def test_policies_cannot_read_the_service_environment_or_print(evaluator, 
         'deny contains {"code": "env", "message": concat(",", object.keys(opa.runtime().env))} if true\n\n'
         'warn contains "printed" if print("to stdout")',
     )
-    fresh = RegopyEvaluator(1)
+    fresh = regopy(1)
     try:
         (outcome,) = await fresh.evaluate(Bundle.of([leak]), [("leak", {})])
         assert outcome.failure is None
@@ -167,12 +181,11 @@ async def test_policies_cannot_read_the_service_environment_or_print(evaluator, 
         await fresh.close()
 
 
-async def test_parse_errors_are_located_by_line_and_column(evaluator):
-    problems = await evaluator.compile_problems(
-        [("demo/policy.rego", "package policies.demo\n\nimport rego.v1\n\nallow if {\n\tinput.a ==\n}\n")]
-    )
-    assert [(p.file, p.line) for p in problems] == [("demo/policy.rego", 6)]
-    assert problems[0].column == 10 and problems[0].message
+async def test_parse_errors_are_located_by_line_and_column(workbench):
+    code = PolicyCode("demo", "package policies.demo\n\nimport rego.v1\n\ndeny contains 1 if {\n\tinput.a ==\n}\n")
+    problems = await workbench.check(code)
+    assert [(p.file, p.line, p.code) for p in problems] == [("demo/policy.rego", 6, "rego_parse_error")]
+    assert problems[0].column == 10 and "==" in problems[0].message
 
 
 async def test_an_input_the_engine_cannot_receive_fails_closed_without_a_restart(evaluator):
@@ -192,24 +205,25 @@ from policy_server.engine import Bundle, PolicyCode
 from policy_server.engine._worker import _Engine
 code = PolicyCode("good", {GOOD.source!r})
 bundle = Bundle.of([code])
+from policy_server.engine._protocol import Call, Compiled, EvaluateEach
 engine = _Engine()
-assert engine.compile(bundle.compile_message())["ok"]
+assert isinstance(engine.compile(bundle.compile_request()), Compiled)
 document = {{"p": 2, "queue": [{{"name": f"prod.{{i}}", "phase": "Pending"}} for i in range(100)]}}
-message = {{"op": "eval", "key": bundle.key, "calls": [(bundle.entrypoints["good"], document)]}}
+message = EvaluateEach(bundle.key, [Call(bundle.entrypoints["good"], document)])
 def resident():
     return int(open("/proc/self/statm").read().split()[1]) * 4096
 for _ in range(200):
-    engine.evaluate(message)
+    engine.evaluate_each(message)
 before = resident()
 for _ in range(3000):
-    engine.evaluate(message)
+    engine.evaluate_each(message)
 print(resident() - before)
 """
     # A fresh process: in this one, memory freed by earlier tests would be reused and hide the growth.
     grown = int(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout)
     assert grown > 3000 * 1024, f"regopy no longer keeps memory per evaluation ({grown} bytes): recycling may go"
 
-    evaluator = RegopyEvaluator(1, PoolLimits(recycle_bytes=1, recycle_check_every=1))  # any growth
+    evaluator = regopy(1, PoolLimits(recycle_bytes=1, recycle_check_every=1))  # any growth
     try:
         seen = set()
         queue = [{"name": f"prod.{i}", "phase": "Pending"} for i in range(100)]  # kilobytes kept per evaluation
@@ -231,7 +245,7 @@ print(resident() - before)
 
 
 async def test_workers_are_forked_ready_and_a_crashed_one_is_replaced_by_a_fork():
-    evaluator = RegopyEvaluator(2, PoolLimits(timeout_s=DEADLINE_S))
+    evaluator = regopy(2, PoolLimits(timeout_s=DEADLINE_S))
     try:
         bundle = Bundle.of([GOOD])
         await asyncio.gather(*(evaluator.evaluate(bundle, [("good", {"p": 2})]) for _ in range(4)))
@@ -278,16 +292,16 @@ async def test_one_input_serves_every_policy_each_with_its_own_parameters(evalua
         assert all(o.failure is None for o in outcomes), outcomes
         return [[d["code"] for d in o.deny] for o in outcomes]
 
-    assert evaluator._preset_message(bundle, calls(5, {"max": 3}, {"strict": True}), None) is None
+    assert evaluator._preset_request(bundle, calls(5, {"max": 3}, {"strict": True}), None) is None
     from policy_server.engine._regopy import shared_document
 
     same = calls(5, {"max": 3}, {"strict": True})
-    assert evaluator._preset_message(bundle, same, shared_document(same)) is not None
+    assert evaluator._preset_request(bundle, same, shared_document(same)) is not None
     assert await codes(5, {"max": 3}, {"strict": True}) == [["over"], ["strict"]]
     assert await codes(2, {"max": 3}, {"strict": True}) == [[], ["strict"]]
     # Parameters other than the compiled ones (an evaluation of a what-if) go the per-policy way.
     other = calls(5, {"max": 7}, {"strict": False})
-    assert evaluator._preset_message(bundle, other, shared_document(other)) is None
+    assert evaluator._preset_request(bundle, other, shared_document(other)) is None
     assert await codes(5, {"max": 7}, {"strict": False}) == [[], []]
     (message,) = (await evaluator.evaluate(bundle, calls(5, {"max": 3}, {"strict": True})))[0].deny
     assert message["message"] == "5 > 3"

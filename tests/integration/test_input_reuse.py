@@ -6,7 +6,7 @@ import copy
 import json
 from datetime import UTC, datetime
 
-from policy_server.engine import RegopyEvaluator
+from policy_server.engine import RegopyEvaluator, Workbench, WorkerPool
 from policy_server.kargo import Kind, ObjectKey, parse_body
 from policy_server.service import PolicyService
 from policy_server.service.decisions import DecisionService, DecisionSettings, Question
@@ -25,7 +25,9 @@ def _questions(names: list[str]) -> list[Question]:
 async def _service(database_url: str) -> tuple[Database, DecisionService]:
     db = Database(database_url)
     await upgrade(db)
-    policies = PolicyService(PolicyStore(db), RegopyEvaluator())
+    policies = PolicyService(
+        PolicyStore(db), RegopyEvaluator(WorkerPool(1)), Workbench(WorkerPool(1, name="authoring"))
+    )
     return db, DecisionService(StateStore(db), DecisionStore(db), policies, DecisionSettings(cache_ttl_s=60))
 
 
@@ -107,7 +109,9 @@ async def test_kept_inputs_and_verdicts_stay_bounded(database_url, fixtures_dir)
 
     db = Database(database_url)
     await upgrade(db)
-    policies = PolicyService(PolicyStore(db), RegopyEvaluator())
+    policies = PolicyService(
+        PolicyStore(db), RegopyEvaluator(WorkerPool(1)), Workbench(WorkerPool(1, name="authoring"))
+    )
     settings = DecisionSettings(cache_ttl_s=0.2, cache_entries=5)
     service = DecisionService(StateStore(db), DecisionStore(db), policies, settings)
     try:
@@ -125,4 +129,5 @@ async def test_kept_inputs_and_verdicts_stay_bounded(database_url, fixtures_dir)
     finally:
         await service.log.close()
         await policies.engine.close()
+        await policies.workbench.close()
         await db.dispose()

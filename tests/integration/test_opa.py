@@ -150,14 +150,14 @@ test_message_names_the_first if {
 
 
 async def test_one_request_answers_every_policy_and_a_failing_policy_still_fails_alone(opa):
-    from policy_server.engine import Bundle, OpaEvaluator, PolicyCode, RegopyEvaluator
+    from policy_server.engine import Bundle, OpaEvaluator, PolicyCode
 
     def policy(policy_id: str, body: str) -> PolicyCode:
         return PolicyCode(policy_id, f"package policies.{policy_id}\n\nimport rego.v1\n\n{body}\n")
 
     sees = policy("sees", 'deny contains {"code": "seen", "message": json.marshal(input)} if input.p > 0')
     limit = policy("limit", 'deny contains {"code": "over", "message": "p"} if input.p > input.parameters.max')
-    evaluator = OpaEvaluator([opa.url], local=RegopyEvaluator(1))
+    evaluator = OpaEvaluator([opa.url])
     await evaluator.start()
     asked: list[str] = []
     server = evaluator.servers[0]

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from policy_server.engine import Bundle, OpaEvaluator, RegopyEvaluator
+from policy_server.engine import Bundle, OpaEvaluator, RegopyEvaluator, WorkerPool
 from policy_server.kargo import PromotionFacts, RunFacts, StageFacts, decision_input, queue_key
 from policy_server.service.examples import load_examples
 from policy_server.service.policies import read_policy_dir
@@ -145,7 +145,7 @@ def engines():
     (ROOT / "test-artifacts").mkdir(exist_ok=True)
     opa.start()
     loop = asyncio.new_event_loop()
-    regopy, preset_engine = RegopyEvaluator(1), RegopyEvaluator(1)
+    regopy, preset_engine = RegopyEvaluator(WorkerPool(1)), RegopyEvaluator(WorkerPool(1))
     remote = OpaEvaluator([opa.url], timeout_s=5)
     loop.run_until_complete(remote.start())
     drafts = {f.name: read_policy_dir(f) for f in FOLDERS}
@@ -157,7 +157,7 @@ def engines():
 
     def both(document: dict, variant: int = 0) -> tuple[dict, dict]:
         calls = [(pid, {**document, "parameters": variants[variant][pid]}) for pid in drafts]
-        assert preset_engine._preset_message(presets[variant], calls, shared_document(calls)) is not None
+        assert preset_engine._preset_request(presets[variant], calls, shared_document(calls)) is not None
         left = loop.run_until_complete(regopy.evaluate(bundle, calls))
         preset = loop.run_until_complete(preset_engine.evaluate(presets[variant], calls))
         right = loop.run_until_complete(remote.evaluate(bundle, calls))

@@ -20,7 +20,7 @@ import rego.v1
 import data.policies.freeze
 
 test_frozen_prod_is_denied if {
-	some d in data.policies.freeze.deny with input as {"parameters": {"frozen": true}, "stage": {"name": "prod"}}
+	some d in freeze.deny with input as {"parameters": {"frozen": true}, "stage": {"name": "prod"}}
 	d.code == "frozen"
 }
 """
@@ -89,7 +89,8 @@ async def test_a_bad_policy_gets_every_problem_located_and_changes_nothing(clien
     assert ("lint_v0_syntax", "freeze/policy.rego", 3) in located
     assert ("lint_forbidden_builtin", "freeze/policy.rego", 4) in located
     assert ("lint_regex_dialect", "freeze/policy.rego", 7) in located
-    assert ("test_fail", "freeze/policy_test.rego", 5) in located
+    # The tests run once the policy passes the check (as `opa test` needs it to compile).
+    assert not any(code.startswith("test_") for code, _, _ in located)
     assert all(e.get("column") for e in problem["errors"])
     assert (await client.get("/v1/policies/freeze")).status_code == 404
 

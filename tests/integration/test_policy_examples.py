@@ -5,7 +5,7 @@ from __future__ import annotations
 import jsonschema
 import pytest
 
-from policy_server.engine import RegopyEvaluator
+from policy_server.engine import Workbench, WorkerPool
 from policy_server.service.examples import load_examples, run_examples
 from policy_server.service.policies import builtin_schema, read_policy_dir
 from tests.conftest import ROOT, kargo_fixtures_dir
@@ -17,11 +17,11 @@ FOLDERS = sorted(p for p in (ROOT / "policies").iterdir() if (p / "policy.rego")
 async def test_examples_give_the_outcome_in_their_names(folder):
     examples = load_examples(folder)
     assert {name.split("_")[0] for name, _ in examples} == {"allowed", "denied"}, "each policy shows both outcomes"
-    evaluator = RegopyEvaluator(1)
+    workbench = Workbench(WorkerPool(1, name="authoring"))
     try:
-        results = await run_examples(evaluator, folder.name, read_policy_dir(folder), examples)
+        results = await run_examples(workbench, folder.name, read_policy_dir(folder), examples)
     finally:
-        await evaluator.close()
+        await workbench.close()
     assert [(r.name, r.message) for r in results if not r.ok] == []
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -12,6 +11,7 @@ from litestar.params import JSONBody, PathParameter, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED
 
 from policy_server.api.auth import ADMIN, SECURITY, PrincipalDep
+from policy_server.api.params import Since, Until, query_time
 from policy_server.api.problems import problem_responses
 from policy_server.kargo import format_time
 from policy_server.service.access import AccessService
@@ -149,15 +149,21 @@ class AccessController(Controller):
         ] = None,
         actor: Annotated[str | None, QueryParameter(description="Token name.")] = None,
         target: Annotated[str | None, QueryParameter(description="e.g. policy/admission, token/ci.")] = None,
-        since: Annotated[datetime | None, QueryParameter(description="At or after (RFC 3339).")] = None,
-        until: Annotated[datetime | None, QueryParameter(description="At or before (RFC 3339).")] = None,
+        since: Since = None,
+        until: Until = None,
         cursor: Annotated[str | None, QueryParameter(description="`next_cursor` of the previous page.")] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
     ) -> AuditPage:
         """Policy changes, rollbacks, enforcement and scope changes, token creation and revocation."""
         principal.require_unscoped("the audit trail")
         events = await access_service.store.events(
-            action=action, actor=actor, target=target, since=since, until=until, before=cursor, limit=limit + 1
+            action=action,
+            actor=actor,
+            target=target,
+            since=query_time(since, "since"),
+            until=query_time(until, "until"),
+            before=cursor,
+            limit=limit + 1,
         )
         more = len(events) > limit
         events = events[:limit]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
@@ -18,6 +17,7 @@ from litestar.status_codes import HTTP_200_OK
 
 from policy_server.api.auth import CONTROL, READ, SECURITY, PrincipalDep, current_principal
 from policy_server.api.decisions.schemas import DecisionPage, DecisionRequest, DecisionView, StageRef
+from policy_server.api.params import Since, Until, query_time
 from policy_server.api.policies.controllers import actions as action_views
 from policy_server.api.policies.controllers import reasons as reason_views
 from policy_server.api.policies.schemas import ActionView, PolicyRefView, PromotionRef, ReasonView
@@ -133,8 +133,8 @@ class DecisionsController(Controller):
                 examples=[Example(value="verification_in_progress")],
             ),
         ] = None,
-        since: Annotated[datetime | None, QueryParameter(description="Given at or after this time (RFC 3339).")] = None,
-        until: Annotated[datetime | None, QueryParameter(description="First given at or before this time.")] = None,
+        since: Since = None,
+        until: Until = None,
         cursor: Annotated[
             str | None, QueryParameter(description="`next_cursor` of the previous page.", max_length=26)
         ] = None,
@@ -146,7 +146,17 @@ class DecisionsController(Controller):
         if namespace is not None:
             principal.require_namespace(namespace)
         visible = tuple(sorted(principal.namespaces)) if principal.namespaces is not None else None
-        where = DecisionFilter(namespace, stage, promotion, allow, policy, code, since, until, visible)
+        where = DecisionFilter(
+            namespace,
+            stage,
+            promotion,
+            allow,
+            policy,
+            code,
+            query_time(since, "since"),
+            query_time(until, "until"),
+            visible,
+        )
         if NDJSON in (request.headers.get("accept") or ""):
             # The content type goes in the headers: Litestar lets the route's JSON type win over media_type.
             stream = Stream(_export(decision_service, where), media_type=NDJSON, headers={"content-type": NDJSON})
@@ -212,7 +222,7 @@ def decision_view(decision: Decision) -> DecisionView:
         promotion=PromotionRef(question.namespace, question.promotion) if question.promotion else None,
         prospective=question.prospective,
         stage=StageRef(question.namespace, decision.stage) if decision.stage else None,
-        freight=question.freight or (decision.document.get("promotion") or {}).get("freight"),
+        freight=decision.freight,
         evaluated_at=format_time(decision.evaluated_at) or "",
         reasons=reason_views(verdict.reasons),
         warnings=reason_views(verdict.warnings),

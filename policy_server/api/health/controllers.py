@@ -10,7 +10,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 
 from policy_server import __version__, metrics
 from policy_server.api.params import DatabaseDep
-from policy_server.engine import Evaluator, OpaEvaluator
+from policy_server.engine import Evaluator
 from policy_server.errors import Unavailable
 from policy_server.store import Database, current_revision, head_revision
 
@@ -80,14 +80,15 @@ class MetricsController(Controller):
 
 
 async def _engine_checks(engine: Evaluator) -> list[Check]:
-    if not isinstance(engine, OpaEvaluator):
-        return [Check(name="engine", ok=True, detail=f"{engine.name} (embedded)")]
+    status = await engine.status()
+    if not status.servers:
+        return [Check(name="engine", ok=status.ready, detail=status.detail)]
     checks = []
-    for url, healthy, loaded in await engine.status():
-        detail = f"OPA at {url}: {'healthy' if healthy else 'unreachable'}"
-        if loaded:
-            detail += f", holds policy set {loaded}"
-        checks.append(Check(name="engine", ok=healthy, detail=detail))
+    for server in status.servers:
+        detail = f"OPA at {server.url}: {'healthy' if server.healthy else 'unreachable'}"
+        if server.holds:
+            detail += f", holds policy set {server.holds}"
+        checks.append(Check(name="engine", ok=server.healthy, detail=detail))
     return checks
 
 

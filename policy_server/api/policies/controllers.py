@@ -6,10 +6,10 @@ import time
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, delete, get, post, put
+from litestar import Controller, delete, get, patch, post, put
 from litestar.di import NamedDependency
 from litestar.openapi.spec import Example
-from litestar.params import JSONBody, PathParameter, QueryParameter
+from litestar.params import Body, JSONBody, PathParameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK
 
 from policy_server.api.auth import AUTHOR, READ, SECURITY, PrincipalDep
@@ -21,6 +21,7 @@ from policy_server.api.policies.schemas import (
     EvaluateResponse,
     Failure,
     OpaTestRun,
+    PolicyPatch,
     PolicyRefView,
     PolicyResult,
     PolicySummary,
@@ -36,7 +37,7 @@ from policy_server.api.policies.schemas import (
 )
 from policy_server.api.problems import problem_responses
 from policy_server.engine import PolicyOutcome, TestOutcome
-from policy_server.errors import InvalidInput, NotFound, PayloadTooLarge
+from policy_server.errors import FieldError, InvalidInput, NotFound, PayloadTooLarge
 from policy_server.kargo import abort_patch, check_shape, format_time
 from policy_server.service import AbortAction, PolicyService, builtin_schema
 from policy_server.store import Policy, Revision, RevisionDraft
@@ -105,8 +106,49 @@ class PoliciesController(Controller):
                 f"the policy and its tests are {size} bytes, more than max_policy_bytes={settings.max_policy_bytes}",
                 limit="max_policy_bytes",
             )
-        await policy_service.put(policy_id, _draft(data), author=principal.name, comment=data.comment)
-        return _view(await _existing(policy_service, policy_id))
+        written = await policy_service.put(policy_id, _draft(data), author=principal.name, comment=data.comment)
+        return _view(await _existing(policy_service, policy_id), written.warnings)
+
+    @patch(
+        "/{policy_id:str}",
+        operation_id="PatchPolicy",
+        opt=AUTHOR,
+        security=SECURITY,
+        summary="Change a policy's settings",
+        status_code=HTTP_200_OK,
+        responses=problem_responses(404, 413, 422, 503),
+    )
+    async def patch_policy(
+        self,
+        policy_service: PolicyServiceDep,
+        principal: PrincipalDep,
+        policy_id: PolicyId,
+        data: Annotated[
+            PolicyPatch,
+            Body(
+                media_type="application/merge-patch+json",
+                examples=[Example(value={"mode": "warn", "parameters": {"hold_unhealthy": True}, "comment": "soften"})],
+            ),
+        ],
+    ) -> PolicyView:
+        """Change mode, scope, parameters, title or description without resending the source (a JSON merge
+        patch, RFC 7396: fields left out stay; a parameter set to `null` is removed). The new revision is
+        checked and tested like any write, and audited.
+        """
+        principal.require_unscoped("a policy")
+        changes = {
+            name: value
+            for name in ("title", "description", "mode", "scope", "parameters", "parameters_schema")
+            if (value := getattr(data, name)) is not msgspec.UNSET
+        }
+        if "scope" in changes:
+            changes["scope"] = {
+                k: v for k in ("namespaces", "stages") if (v := getattr(data.scope, k)) is not msgspec.UNSET
+            }
+        if not changes:
+            raise InvalidInput("the patch changes nothing: give title, description, mode, scope or parameters")
+        written = await policy_service.patch(policy_id, changes, author=principal.name, comment=data.comment)
+        return _view(await _existing(policy_service, policy_id), written.warnings)
 
     @post(
         "/{policy_id:str}/rollback",
@@ -122,10 +164,15 @@ class PoliciesController(Controller):
         policy_service: PolicyServiceDep,
         principal: PrincipalDep,
         policy_id: PolicyId,
-        data: JSONBody[RollbackRequest],
+        data: JSONBody[RollbackRequest | None] = None,
     ) -> PolicyView:
         """Make a new revision equal to an old one (history is never rewritten)."""
         principal.require_unscoped("a policy")
+        if data is None:
+            raise InvalidInput(
+                'say which revision to roll back to: {"revision": N} (GET .../revisions lists them)',
+                errors=[FieldError("required", field="revision")],
+            )
         await policy_service.rollback(policy_id, data.revision, author=principal.name, comment=data.comment)
         return _view(await _existing(policy_service, policy_id))
 
@@ -270,7 +317,7 @@ class EvaluateController(Controller):
             )
         started = time.perf_counter()
         draft = ("draft", _draft(data.draft)) if data.draft is not None else None
-        verdict, outcomes = await policy_service.evaluate(data.input, only=data.policy, draft=draft)
+        verdict, outcomes = await policy_service.try_out(data.input, only=data.policy, draft=draft)
         namespace = str(data.input.get("namespace") or "")
         return EvaluateResponse(
             allow=verdict.allow,
@@ -335,6 +382,7 @@ def _draft(data: PolicyWrite) -> RevisionDraft:
         mode=data.mode,
         scope={"namespaces": list(data.scope.namespaces), "stages": list(data.scope.stages)},
         parameters=dict(data.parameters),
+        parameters_schema=data.parameters_schema,
     )
 
 
@@ -363,6 +411,7 @@ def _revision(r: Revision) -> RevisionView:
         parameters=r.draft.parameters,
         source=r.draft.source,
         tests=r.draft.tests,
+        parameters_schema=r.draft.parameters_schema,
     )
 
 
@@ -385,7 +434,7 @@ def _summary(p: Policy) -> PolicySummary:
     )
 
 
-def _view(p: Policy) -> PolicyView:
+def _view(p: Policy, warnings: list[str] | None = None) -> PolicyView:
     assert p.active is not None
     overridden = p.builtin and p.builtin_hash is not None and p.active.content_hash != p.builtin_hash
     return PolicyView(
@@ -395,4 +444,5 @@ def _view(p: Policy) -> PolicyView:
         builtin_overridden=bool(overridden or (p.builtin and p.active.deleted)),
         revisions=p.revisions,
         active=_revision(p.active),
+        warnings=warnings or [],
     )

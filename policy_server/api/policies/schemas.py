@@ -29,6 +29,8 @@ class PolicyWrite(msgspec.Struct):
     """`enforce`: denials deny. `warn`: denials are reported as warnings. `dryrun`: recorded only."""
     scope: Scope = msgspec.field(default_factory=Scope)
     parameters: dict[str, Any] = msgspec.field(default_factory=dict)
+    parameters_schema: dict[str, Any] | None = None
+    """A JSON Schema (2020-12) the parameters must follow: checked at this and every later write."""
     """Given to the policy as `input.parameters`."""
     comment: str = ""
     """Why this revision was made (kept in the history)."""
@@ -55,6 +57,7 @@ class RevisionView(msgspec.Struct):
     parameters: dict[str, Any]
     source: str
     tests: dict[str, str]
+    parameters_schema: dict[str, Any] | None = None
 
 
 class PolicySummary(msgspec.Struct):
@@ -81,6 +84,30 @@ class PolicyView(msgspec.Struct):
     """A built-in policy whose active revision is not the shipped version (restore brings it back)."""
     revisions: int
     active: RevisionView
+    warnings: list[str] = msgspec.field(default_factory=list)
+    """What a write changed that the author may not have meant (tests or metadata it dropped)."""
+
+
+class PolicyPatch(msgspec.Struct, forbid_unknown_fields=True):
+    """A JSON merge patch (RFC 7396) of a policy's settings: fields left out stay as they are; in
+    `parameters`, a key set to `null` is removed. Source and tests change only with PUT."""
+
+    title: str | msgspec.UnsetType = msgspec.UNSET
+    description: str | msgspec.UnsetType = msgspec.UNSET
+    mode: Mode | msgspec.UnsetType = msgspec.UNSET
+    scope: ScopePatch | msgspec.UnsetType = msgspec.UNSET
+    parameters: dict[str, Any] | None | msgspec.UnsetType = msgspec.UNSET
+    """Merged into the current parameters (`null` as a whole removes them all)."""
+    parameters_schema: dict[str, Any] | None | msgspec.UnsetType = msgspec.UNSET
+    """Replaces the declared parameter schema (`null` removes it)."""
+    comment: str = ""
+
+
+class ScopePatch(msgspec.Struct, forbid_unknown_fields=True):
+    """Scope fields to replace."""
+
+    namespaces: list[str] | msgspec.UnsetType = msgspec.UNSET
+    stages: list[str] | msgspec.UnsetType = msgspec.UNSET
 
 
 Revision = Annotated[int, msgspec.Meta(ge=1, le=2**62)]
