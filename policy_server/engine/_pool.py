@@ -39,6 +39,7 @@ from policy_server.engine._protocol import (
     frame,
     header_length,
 )
+from policy_server.engine._worker import NICE_ENV
 
 _log = logging.getLogger("policy_server.engine")
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -515,7 +516,7 @@ class WorkerPool:
 
     async def _spawn(self) -> _Worker:
         """A fresh worker: forked from the zygote when it runs, else a new interpreter."""
-        env = _worker_env()
+        env = _worker_env(self.nice)
         if self._zygote_failures < 3:
             try:
                 if self._zygote is None or not self._zygote.alive():
@@ -523,8 +524,6 @@ class WorkerPool:
                         await self._zygote.close()
                     self._zygote = _Zygote()
                     await self._zygote.start(env)
-                    if self._zygote.process is not None:
-                        self._lower_priority(self._zygote.process.pid)  # its forks inherit it
                 process, compiled = await self._zygote.fork()
                 worker = _Worker(process)
                 worker.compiled = compiled
@@ -545,15 +544,12 @@ class WorkerPool:
             env=env,
             start_new_session=True,
         )
-        self._lower_priority(process.pid)
         return _Worker(process)
 
-    def _lower_priority(self, pid: int) -> None:
-        if self.nice > 0:
-            with contextlib.suppress(OSError):
-                os.setpriority(os.PRIO_PROCESS, pid, self.nice)
 
-
-def _worker_env() -> dict[str, str]:
+def _worker_env(nice: int = 0) -> dict[str, str]:
     # An empty environment: opa.runtime() would hand a policy the process environment (secrets).
-    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": os.pathsep.join(sys.path)}
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": os.pathsep.join(sys.path)}
+    if nice > 0:
+        env[NICE_ENV] = str(nice)  # each worker lowers its own priority (and its session's) as it starts
+    return env

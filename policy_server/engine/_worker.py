@@ -8,6 +8,7 @@ log; the service starts it with an empty environment, so ``opa.runtime()`` revea
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -378,8 +379,24 @@ def _silence_stdout() -> BinaryIO:
     return replies
 
 
+NICE_ENV = "POLICY_SERVER_WORKER_NICE"
+
+
+def _lower_priority() -> None:
+    """Run below decisions when the pool asks (authoring). A worker is a session of its own, so with the kernel's
+    autogroup scheduling its niceness alone would compare only within that session: the autogroup's is set too."""
+    nice = int(os.environ.get(NICE_ENV) or 0)
+    if nice <= 0:
+        return
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, 0, nice)
+    with contextlib.suppress(OSError), open("/proc/self/autogroup", "w") as autogroup:
+        autogroup.write(str(nice))
+
+
 def main() -> None:
     """Serve requests on stdin, reply on the original stdout, and silence fd 1."""
+    _lower_priority()
     replies = _silence_stdout()
     _serve(sys.stdin.buffer, replies)
 
@@ -422,6 +439,7 @@ def zygote(control_fd: int) -> None:
                 os.close(replies_r)
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                 os.setsid()
+                _lower_priority()
                 with os.fdopen(requests_r, "rb") as requests, os.fdopen(replies_w, "wb") as replies:
                     _serve(requests, replies, engine)
             finally:
