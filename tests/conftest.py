@@ -26,14 +26,8 @@ ADMIN = {"authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 def kargo_fixtures_dir() -> Path:
-    """``shared/fixtures/kargo`` beside the checkout (or POLICY_SERVER_TEST_FIXTURES)."""
-    override = os.environ.get("POLICY_SERVER_TEST_FIXTURES")
-    candidates = [Path(override)] if override else []
-    candidates += [ROOT.parent / "shared" / "fixtures" / "kargo", ROOT / "shared" / "fixtures" / "kargo"]
-    for candidate in candidates:
-        if (candidate / "list-kargo-demo.json").is_file():
-            return candidate
-    raise RuntimeError(f"Kargo fixtures not found in {', '.join(map(str, candidates))}")
+    """The demo project's Kargo objects, kept in the repository (``examples/kargo-demo``)."""
+    return ROOT / "examples" / "kargo-demo"
 
 
 @pytest.fixture(scope="session")
