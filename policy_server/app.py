@@ -24,6 +24,7 @@ from litestar.openapi.spec import OpenAPI, OpenAPIMediaType, OpenAPIResponse, Re
 from litestar.plugins import InitPluginProtocol
 from litestar.static_files import create_static_files_router
 from litestar.status_codes import HTTP_302_FOUND
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from policy_server import __version__
 from policy_server.api.access.controllers import AccessController
@@ -178,12 +179,21 @@ def workbench(settings: Settings) -> Workbench:
 
 
 async def bootstrap_admin(access: AccessService, settings: Settings) -> None:
-    """First start: with no token at all, create the admin token and show a generated secret once."""
+    """First start: with no token at all, create the admin token and show a generated secret once. Later starts
+    say how to get an admin token back, since the secret is never shown again."""
     generated = await access.bootstrap(settings.bootstrap_token or None)
     if generated:
         print(  # noqa: T201 - shown once, on purpose, to whoever starts the service
-            f"\npolicy-server created the admin token `bootstrap-admin` (shown only now):\n\n    {generated}\n\n"
-            "Use it as `Authorization: Bearer <token>`; create others with `policy-server tokens create`.\n",
+            f"\npolicy-server created the admin token `bootstrap-admin`; its secret (shown only now):\n\n"
+            f"    {generated}\n\n"
+            "Use it as `Authorization: Bearer <secret>`; create others with `policy-server tokens create`.\n",
+            file=sys.stderr,
+            flush=True,
+        )
+    elif access.enabled and not settings.bootstrap_token:
+        print(  # noqa: T201 - a hint for whoever starts the service
+            "policy-server: tokens exist; secrets are shown only when created. To get a new admin token, run "
+            "`policy-server tokens create --name <name> --role admin` with this server's database settings.",
             file=sys.stderr,
             flush=True,
         )
@@ -229,6 +239,7 @@ class PolicyServerPlugin(InitPluginProtocol):
                 AccessController,
                 EvaluateController,
                 _root,
+                _favicon,
                 _swagger_assets(),
             ]
         )
@@ -309,6 +320,34 @@ async def _root() -> Response[None]:
     return Response(None, status_code=HTTP_302_FOUND, headers={"Location": f"{DOCS_PATH}/"})
 
 
+@get("/favicon.ico", include_in_schema=False, media_type="image/png")
+async def _favicon() -> Response[bytes]:
+    # The docs' icon, so that a browser's request for it is not a problem document.
+    spec = importlib.util.find_spec("swagger_ui")
+    assert spec is not None and spec.submodule_search_locations
+    icon = Path(next(iter(spec.submodule_search_locations))) / "static" / "favicon-32x32.png"
+    return Response(icon.read_bytes(), media_type="image/png", headers={"Cache-Control": "max-age=86400"})
+
+
+def head_as_get(app: ASGIApp) -> ASGIApp:
+    """``HEAD`` on any ``GET`` route answers its headers without the body (HTTP semantics; the framework would
+    answer 405 for every route that does not declare HEAD)."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await app(scope, receive, send)
+            return
+
+        async def headers_only(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                message = {**message, "body": b""}
+            await send(message)
+
+        await app({**scope, "method": "GET"}, receive, headers_only)
+
+    return middleware
+
+
 def create_app(settings: Settings | None = None) -> Litestar:
     """Build the app from ``settings`` (default: the environment)."""
     settings = settings or Settings.from_env()
@@ -333,6 +372,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     _document_problems(app.openapi_schema, limited)
     _document_bodies(app)
     app.state[SIGNATURES_KEY] = handler_signatures(app)
+    app.asgi_handler = head_as_get(app.asgi_handler)  # before routing: the router answers 405 to HEAD
     return app
 
 

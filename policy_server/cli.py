@@ -209,6 +209,19 @@ def _auth(token: str | None) -> dict[str, str]:
     return {"authorization": f"Bearer {token}"} if token else {}
 
 
+def _http_error(target: str, status: int, text: str, token: str | None, role: str) -> click.ClickException:
+    """A server's refusal, said so that the user knows what to do (401/403: which token, and how to pass it)."""
+    if status == 401:
+        how = "the token was refused (unknown or revoked)" if token else "no token was given"
+        return click.ClickException(
+            f"{target} answered 401: {how}. Pass a {role} token with --token or POLICY_SERVER_TOKEN "
+            f"(`policy-server tokens create --name NAME --role {role}` on the server makes one)"
+        )
+    if status == 403:
+        return click.ClickException(f"{target} answered 403: the token may not do this (needs role {role}): {text}")
+    return click.ClickException(f"{target} answered {status}: {text}")
+
+
 _IN_FLIGHT = 3
 
 
@@ -233,7 +246,7 @@ def _post_all(url: str, bodies: Iterator[bytes], token: str | None) -> Iterator[
             except httpx.HTTPError as exc:
                 raise click.ClickException(f"cannot reach {target}: {exc}") from None
             if response.status_code != 200:
-                raise click.ClickException(f"{target} answered {response.status_code}: {response.text}")
+                raise _http_error(target, response.status_code, response.text, token, "controller")
             return response.json()
 
         pending: set[Future[dict[str, int]]] = set()
@@ -389,10 +402,20 @@ def _load_decision(decision: str, url: str | None, token: str | None) -> dict:
     if url:
         import httpx
 
-        response = httpx.get(f"{url.rstrip('/')}/v1/decisions/{decision}", headers=_auth(token), timeout=30)
+        target = f"{url.rstrip('/')}/v1/decisions/{decision}"
+        try:
+            response = httpx.get(target, headers=_auth(token), timeout=30)
+        except httpx.HTTPError as exc:
+            raise click.ClickException(f"cannot reach {target}: {exc}") from None
         if response.status_code != 200:
-            raise click.ClickException(f"{url} answered {response.status_code}: {response.text}")
+            raise _http_error(target, response.status_code, response.text, token, "reader")
         return response.json()
+    if decision != "-" and not Path(decision).is_file():
+        raise click.ClickException(
+            f"{decision!r} is not a file. To apply a logged decision by its id, say where it is logged: "
+            f"--url http://HOST:8181 (with a token: --token or POLICY_SERVER_TOKEN); or give the decision's JSON "
+            "(the answer of POST /v1/decisions) as a file, or on stdin with -"
+        )
     text = sys.stdin.read() if decision == "-" else Path(decision).read_text()
     try:
         return json.loads(text)

@@ -69,10 +69,15 @@ def child(metric: Any, *labels: str) -> Any:
     return metric.labels(*labels)
 
 
+# The web framework adds the charset to text/* itself: given twice, clients see it twice.
+_MEDIA_TYPE = CONTENT_TYPE_LATEST.replace("; charset=utf-8", "")
+
+
 def exposition() -> tuple[bytes, str]:
-    """The metrics text: this process's registry, or every worker's in multiprocess mode."""
+    """The metrics text and its media type (without charset): this process's registry, or every worker's in
+    multiprocess mode."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(), CONTENT_TYPE_LATEST
+        return generate_latest(registry), _MEDIA_TYPE
+    return generate_latest(), _MEDIA_TYPE

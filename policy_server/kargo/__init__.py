@@ -23,6 +23,7 @@ from policy_server.kargo._objects import (
     parse_time,
     queue_key,
     rv_number,
+    stage_of_name,
     time_ns,
     ulid_millis,
 )
@@ -55,6 +56,7 @@ __all__ = [
     "newest_succeeded",
     "parse_body",
     "parse_time",
+    "stage_of_name",
     "queue_key",
     "queue_order",
     "rv_number",

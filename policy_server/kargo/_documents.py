@@ -112,7 +112,9 @@ def check_shape(value: Any, max_depth: int, max_string_bytes: int) -> str | None
 
 def _summary(errors: list[FieldError]) -> str:
     first = errors[0]
-    where = f"line {first.line}" if first.line is not None else f"item {first.index}"
+    where = (
+        f"line {first.line}" if first.line is not None else f"item {first.index}" if first.index is not None else "body"
+    )
     more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
     field = f" {first.field}:" if first.field else ""
     return f"{where}:{field} {first.message}{more}; nothing was stored"

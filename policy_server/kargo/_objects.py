@@ -195,6 +195,14 @@ def name_ulid(name: str) -> str | None:
     return None
 
 
+def stage_of_name(name: str | None) -> str | None:
+    """The Stage a Kargo-generated Promotion name carries (``<stage>.<ulid>.<freight7>``), or None: what a
+    decision about a Promotion not recorded (yet) is logged under, so that browsing by Stage finds it."""
+    if not name or name_ulid(name) is None:
+        return None
+    return name.split(".", 1)[0] or None
+
+
 def ulid_millis(ulid: str) -> int:
     """The millisecond timestamp encoded in a ULID."""
     value = 0

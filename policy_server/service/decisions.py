@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 
 from policy_server import metrics
-from policy_server.kargo import abort_patch, format_time, time_ns
+from policy_server.kargo import abort_patch, format_time, stage_of_name, time_ns
 from policy_server.service.decision_log import DecisionLogWriter
 from policy_server.service.inputs import document_from_facts
 from policy_server.service.policies import PolicyService
@@ -109,6 +109,7 @@ class DecisionService:
             (document.get("stage") or {}).get("name")
             or (document.get("promotion") or {}).get("stage")
             or question.stage
+            or stage_of_name(question.promotion)
         )
         active = await self.policies.active()
         key = f"{active.bundle.key}:{active.version}:{input_hash}"

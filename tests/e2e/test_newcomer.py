@@ -212,13 +212,18 @@ def test_first_start_prints_an_admin_token_and_the_cli_manages_tokens(server_fac
     reader = {"authorization": f"Bearer {created.stdout.decode().strip()}"}
     assert httpx.get(f"{server.url}/v1/namespaces/kargo-demo/stages", headers=reader, timeout=30).status_code == 200
     assert httpx.get(f"{server.url}/v1/namespaces/other/stages", headers=reader, timeout=30).status_code == 403
+    # The CLI says how to pass a token instead of a bare 401.
+    refused = cli("ingest", "--url", server.url, "-", env={**env, "POLICY_SERVER_TOKEN": ""}, stdin=b"{}")
+    assert refused.returncode == 1 and "--token or POLICY_SERVER_TOKEN" in refused.stderr.decode()
+    assert "Traceback" not in refused.stderr.decode()
     listed = cli("tokens", "list", env=env).stdout.decode()
     assert "demo-reader\treader\tkargo-demo\tactive" in listed and "bootstrap-admin\tadmin\t*" in listed
     assert "pst_" not in listed
     assert cli("tokens", "revoke", "demo-reader", env=env).returncode == 0
-    # A restart finds tokens and prints none.
+    # A restart finds tokens and prints none, but says how to make a new admin token.
     again = server_factory(env)
     assert "pst_" not in again.log.read_text()
+    assert "policy-server tokens create --name <name> --role admin" in again.log.read_text()
 
 
 def test_auth_disabled_lets_anyone_in_and_says_so_loudly(server_factory, tmp_path):

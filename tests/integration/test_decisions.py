@@ -95,6 +95,10 @@ async def test_an_unknown_promotion_is_denied_and_logged(client, fixtures_dir):
     assert missing_stage["allow"] is False and "stage_missing" in codes(missing_stage)
     logged = (await client.get(f"/v1/decisions/{again['id']}")).json()
     assert logged["input"]["promotion"] is None and logged["allow"] is False
+    # Logged under the Stage its name carries: "why is my Promotion pending?" finds it by Stage.
+    assert logged["stage"] == {"namespace": "kargo-demo", "name": "prod"}
+    by_stage = (await client.get("/v1/decisions", params={"stage": "prod", "code": "promotion_unknown"})).json()
+    assert again["id"] in {d["id"] for d in by_stage["items"]}
 
 
 @pytest.mark.parametrize(

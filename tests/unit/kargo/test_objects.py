@@ -128,3 +128,12 @@ def test_ulid_time_matches_the_creation_timestamp(fixtures_dir):
 
 def test_time_ns_is_exact():
     assert time_ns(datetime(2026, 8, 12, 10, 33, 52, 123456, tzinfo=UTC)) == 1786530832123456000
+
+
+def test_the_stage_of_a_kargo_promotion_name():
+    from policy_server.kargo import stage_of_name
+
+    assert stage_of_name("prod.01kztrdxmgg3c76w16pjvk9zds.759376c") == "prod"
+    assert stage_of_name("my-stage.01kztrdxmgg3c76w16pjvk9zds.759376c") == "my-stage"
+    assert stage_of_name("hand-made-promotion") is None and stage_of_name(None) is None
+    assert stage_of_name("prod.notaulid.759376c") is None
