@@ -159,7 +159,8 @@ def ingest(source, url: str | None, token: str | None, batch: int) -> None:  # t
     """Record Kargo objects from SOURCE (a file, or - for stdin).
 
     SOURCE may hold `kubectl get ... -o json` output (an object or a List), `kubectl get -w -o json`
-    output (objects or watch events, one after another), or NDJSON.
+    output (objects or watch events, one after another), NDJSON, or YAML (`kubectl get -o yaml`, manifests,
+    documents separated by `---`).
     """
     documents = _json_documents(source.read())
     if not documents:
@@ -285,8 +286,23 @@ def _json_documents(data: bytes) -> list[bytes]:
         try:
             value, position = decoder.raw_decode(text, position)
         except json.JSONDecodeError as exc:
-            raise click.ClickException(f"not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+            return _yaml_as_json(data, f"line {exc.lineno}, column {exc.colno}: {exc.msg}")
         out.append(msgspec.json.encode(value))
+
+
+def _yaml_as_json(data: bytes, json_problem: str) -> list[bytes]:
+    """YAML documents (``kubectl get -o yaml``, manifests) as JSON lines, for input that is not JSON."""
+    import msgspec
+
+    from policy_server.kargo import YamlError, yaml_documents
+
+    try:
+        return [msgspec.json.encode(value) for _, value in yaml_documents(data, 64)]
+    except YamlError as exc:
+        where = f" at line {exc.line}" if exc.line else ""
+        raise click.ClickException(
+            f"the input is neither JSON ({json_problem}) nor YAML ({exc.message}{where})"
+        ) from None
 
 
 @main.group()

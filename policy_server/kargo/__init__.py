@@ -28,12 +28,16 @@ from policy_server.kargo._objects import (
     ulid_millis,
 )
 from policy_server.kargo._view import PromotionFacts, RunFacts, newest_succeeded, queue_order, verifying_run
+from policy_server.kargo._yaml import YamlError, is_yaml, yaml_documents
 
 __all__ = [
     "PROSPECTIVE_NAME",
     "StageFacts",
     "abort_patch",
+    "YamlError",
     "check_shape",
+    "is_yaml",
+    "yaml_documents",
     "decision_input",
     "freight_facts",
     "prospective_promotion",

@@ -11,6 +11,7 @@ import msgspec
 
 from policy_server.errors import FieldError, InvalidState, PayloadTooLarge
 from policy_server.kargo._objects import KargoObject, Kind, ObjectError, classify, parse_object
+from policy_server.kargo._yaml import YamlError, is_yaml, yaml_documents
 
 NDJSON_TYPES = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl", "application/jsonlines"})
 
@@ -52,9 +53,10 @@ class Limits:
 
 
 def parse_body(body: bytes, content_type: str | None, limits: Limits | None = None) -> list[Item]:
-    """Every item of a request body. Raises InvalidState listing each malformed item."""
+    """Every item of a request body (JSON, NDJSON or YAML). Raises InvalidState listing each malformed item."""
     limits = limits or Limits()
     ndjson = is_ndjson(content_type)
+    yaml_body = is_yaml(content_type)
     if ndjson and body.count(b"\n") >= limits.max_lines:
         lines = sum(1 for line in body.splitlines() if line.strip())
         if lines > limits.max_lines:
@@ -65,7 +67,8 @@ def parse_body(body: bytes, content_type: str | None, limits: Limits | None = No
     errors: list[FieldError] = []
     items: list[Item] = []
     limit: str | None = None
-    for line, raw in _documents(body, ndjson, errors):
+    documents = _yaml_documents(body, limits, errors) if yaml_body else _documents(body, ndjson, errors)
+    for line, raw in documents:
         problem = check_shape(raw, limits.max_depth, limits.max_string_bytes)
         if problem is not None:
             errors.append(FieldError(problem, line=line))
@@ -134,6 +137,13 @@ def _documents(body: bytes, ndjson: bool, errors: list[FieldError]) -> Iterator[
             yield number, msgspec.json.decode(text)
         except msgspec.DecodeError as exc:
             errors.append(FieldError(f"not valid JSON: {exc}", line=number))
+
+
+def _yaml_documents(body: bytes, limits: Limits, errors: list[FieldError]) -> Iterator[tuple[int | None, Any]]:
+    try:
+        yield from yaml_documents(body, limits.max_depth)
+    except YamlError as exc:
+        errors.append(FieldError(exc.message, line=exc.line))
 
 
 def _expand(raw: Any) -> Iterator[tuple[str, Any, Kind | None]]:

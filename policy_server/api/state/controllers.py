@@ -49,7 +49,8 @@ class _IngestOperation(Operation):
                 "Stage, Promotion, Freight (`kargo.akuity.io/v1alpha1`) and AnalysisRun (`argoproj.io/v1alpha1`) "
                 "objects exactly as `kubectl get -o json` prints them: one object, a `kind: List`, a watch event, "
                 "or with `Content-Type: application/x-ndjson` one object or watch event per line "
-                "(`kubectl get -w -o json` output)."
+                "(`kubectl get -w -o json` output), or with `Content-Type: application/yaml` YAML documents "
+                "separated by `---` (`kubectl get -o yaml`, manifests)."
             ),
             content={
                 "application/json": OpenAPIMediaType(
@@ -62,6 +63,14 @@ class _IngestOperation(Operation):
                             summary="A watch event: prod's verification run failed",
                             value=load_json("watch-event.json"),
                         ),
+                    },
+                ),
+                "application/yaml": OpenAPIMediaType(
+                    schema=Schema(type=OpenAPIType.STRING, description="YAML documents, separated by `---`."),
+                    examples={
+                        "object": Example(
+                            summary="One Promotion, as kubectl get -o yaml prints it", value=load_text("promotion.yaml")
+                        )
                     },
                 ),
                 "application/x-ndjson": OpenAPIMediaType(
