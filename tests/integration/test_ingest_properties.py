@@ -95,28 +95,40 @@ MUTATIONS = [
     mutation=st.sampled_from(MUTATIONS),
 )
 def test_a_malformed_object_anywhere_keeps_the_whole_request_out(tmp_path_factory, good, bad_at, mutation):
-    path = tmp_path_factory.mktemp("bad") / "store.db"
+    body = _stream_with(good, bad_at, mutation)
+    error, counts = _run(_rejected(tmp_path_factory.mktemp("bad") / "store.db", body))
+    assert error.line is not None
+    assert counts == {"Stage": 0, "Promotion": 0, "Freight": 0, "AnalysisRun": 0}
+
+
+def _stream_with(good: list[str], bad_at: int, mutate) -> bytes:  # type: ignore[no-untyped-def]
+    """An NDJSON stream of ADDED events with one broken MODIFIED event inserted at ``bad_at``."""
     events = [_event(name, 100 + i, "ADDED") for i, name in enumerate(good)]
     broken = _event(NAMES[0], 999, "MODIFIED")
-    mutation(broken["object"])
+    mutate(broken["object"])
     events.insert(min(bad_at, len(events)), broken)
-    body = "\n".join(json.dumps(e) for e in events).encode()
+    return "\n".join(json.dumps(e) for e in events).encode()
 
-    async def scenario() -> dict[str, int]:
-        db = Database(f"sqlite+aiosqlite:///{path}")
-        await upgrade(db)
-        store = StateStore(db)
+
+async def _rejected(path, body: bytes):  # type: ignore[no-untyped-def]
+    """Apply ``body`` to a fresh store: the first error it was refused with, and what the store holds after.
+    Then the same object, well formed, must still be recorded (nothing the refused request did poisons it)."""
+    db = Database(f"sqlite+aiosqlite:///{path}")
+    await upgrade(db)
+    store = StateStore(db)
+    try:
         try:
             await store.apply(parse_body(body, "application/x-ndjson"))
         except InvalidState as exc:
-            assert exc.errors and exc.errors[0].line is not None
+            error = exc.errors[0]
         else:
             raise AssertionError("a malformed object was accepted")
         counts = await store.counts()
+        await store.apply(parse_body(json.dumps(_event(NAMES[0], 1000, "ADDED")).encode(), "application/json"))
+        assert (await store.counts())["Promotion"] == 1
+        return error, counts
+    finally:
         await db.dispose()
-        return counts
-
-    assert _run(scenario()) == {"Stage": 0, "Promotion": 0, "Freight": 0, "AnalysisRun": 0}
 
 
 _ASCII_DIGITS = "0123456789"
@@ -157,33 +169,9 @@ def test_hostile_shapes_are_named_and_keep_the_whole_request_out(tmp_path_factor
     """Odd resourceVersions, times UTC cannot hold, deep nesting: a 422 naming the line and field, nothing stored,
     and later updates of the same object still work."""
     field, mutate = shape
-    path = tmp_path_factory.mktemp("hostile") / "store.db"
-    events = [_event(name, 100 + i, "ADDED") for i, name in enumerate(good)]
-    broken = _event(NAMES[0], 999, "MODIFIED")
-    mutate(broken["object"])
-    events.insert(min(bad_at, len(events)), broken)
-    body = "\n".join(json.dumps(e) for e in events).encode()
-
-    async def scenario() -> dict[str, int]:
-        db = Database(f"sqlite+aiosqlite:///{path}")
-        await upgrade(db)
-        store = StateStore(db)
-        try:
-            try:
-                await store.apply(parse_body(body, "application/x-ndjson"))
-            except InvalidState as exc:
-                first = exc.errors[0]
-                assert first.line == min(bad_at, len(good)) + 1
-                if field is not None:
-                    assert first.field is not None and first.field.endswith(field), first
-            else:
-                raise AssertionError("a hostile object was accepted")
-            counts = await store.counts()
-            # The same object, well formed, is recorded afterwards (nothing poisoned it).
-            await store.apply(parse_body(json.dumps(_event(NAMES[0], 1000, "ADDED")).encode(), "application/json"))
-            assert (await store.counts())["Promotion"] == 1
-            return counts
-        finally:
-            await db.dispose()
-
-    assert _run(scenario()) == {"Stage": 0, "Promotion": 0, "Freight": 0, "AnalysisRun": 0}
+    body = _stream_with(good, bad_at, mutate)
+    error, counts = _run(_rejected(tmp_path_factory.mktemp("hostile") / "store.db", body))
+    assert error.line == min(bad_at, len(good)) + 1
+    if field is not None:
+        assert error.field is not None and error.field.endswith(field), error
+    assert counts == {"Stage": 0, "Promotion": 0, "Freight": 0, "AnalysisRun": 0}
