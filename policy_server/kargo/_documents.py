@@ -140,10 +140,16 @@ def _documents(body: bytes, ndjson: bool, errors: list[FieldError]) -> Iterator[
 
 
 def _yaml_documents(body: bytes, limits: Limits, errors: list[FieldError]) -> Iterator[tuple[int | None, Any]]:
+    found = False
     try:
-        yield from yaml_documents(body, limits.max_depth)
+        for document in yaml_documents(body, limits.max_depth):
+            found = True
+            yield document
     except YamlError as exc:
         errors.append(FieldError(exc.message, line=exc.line))
+        return
+    if not found:
+        errors.append(FieldError("the body holds no YAML document: send a Kubernetes object, a List, or several"))
 
 
 def _expand(raw: Any) -> Iterator[tuple[str, Any, Kind | None]]:

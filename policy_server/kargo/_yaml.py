@@ -30,7 +30,8 @@ def is_yaml(content_type: str | None) -> bool:
 
 
 def yaml_documents(body: bytes, max_depth: int) -> Iterator[tuple[int, Any]]:
-    """Each document of a YAML stream with the line it starts on; empty documents are skipped.
+    """Each document of a YAML stream with the line it starts on; empty documents (a trailing ``---``) are skipped,
+    an explicit ``null`` is not.
 
     Raises ``YamlError`` for malformed YAML, aliases, or nesting deeper than ``max_depth``.
     """
@@ -40,8 +41,7 @@ def yaml_documents(body: bytes, max_depth: int) -> Iterator[tuple[int, Any]]:
             if node is None:
                 continue
             value = _Loader(b"").construct_document(node)
-            if value is not None:
-                yield node.start_mark.line + 1, _json_keys(value, node.start_mark.line + 1)
+            yield node.start_mark.line + 1, _json_keys(value, node.start_mark.line + 1)
     except yaml.MarkedYAMLError as exc:
         raise YamlError(f"not valid YAML: {exc.problem or exc}", _line(exc)) from None
     except yaml.YAMLError as exc:

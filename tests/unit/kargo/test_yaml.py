@@ -61,3 +61,10 @@ def test_an_invalid_document_names_its_line_and_stores_nothing():
     error = caught.value.errors[0]
     assert error.field == "metadata.resourceVersion" and error.line and error.line > 1
     assert "None" not in str(caught.value)
+
+
+@pytest.mark.parametrize("body", [b"null\n", b"# only a comment\n", b"---\n---\n", b"- a\n- b\n"])
+def test_a_yaml_body_without_an_object_is_refused(body):
+    with pytest.raises(InvalidState) as caught:
+        parse_body(body, "application/yaml")
+    assert caught.value.errors and "None" not in str(caught.value)
