@@ -10,7 +10,7 @@ from typing import Any
 import msgspec
 
 from policy_server.errors import FieldError, InvalidState, PayloadTooLarge
-from policy_server.kargo._objects import KargoObject, Kind, ObjectError, classify, parse_object
+from policy_server.kargo._objects import KargoObject, Kind, ObjectError, classify, parse_object, type_name
 from policy_server.kargo._yaml import YamlError, is_yaml, yaml_documents
 
 NDJSON_TYPES = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl", "application/jsonlines"})
@@ -182,9 +182,7 @@ def _is_list(raw: dict) -> bool:
 
 def _item(index: int, line: int | None, raw: Any, default_kind: Kind | None) -> Item:
     if not isinstance(raw, dict):
-        kind = (
-            "a JSON array: send a `kind: List` or one object per line" if isinstance(raw, list) else type(raw).__name__
-        )
+        kind = "an array: send a `kind: List`, or one object per line" if isinstance(raw, list) else type_name(raw)
         raise ObjectError(
             "(object)", f"expected a JSON object (a Kubernetes object, a List or a watch event), got {kind}"
         )
