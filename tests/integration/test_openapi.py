@@ -22,7 +22,7 @@ async def test_every_operation_has_an_id_a_tag_and_a_summary(client):
         assert re.fullmatch(r"[A-Z][A-Za-z]+", op["operationId"]), op["operationId"]
         assert op["tags"] and op.get("summary")
     ingest = spec["paths"]["/v1/state"]["post"]
-    assert set(ingest["requestBody"]["content"]) == {"application/json", "application/x-ndjson"}
+    assert set(ingest["requestBody"]["content"]) == {"application/json", "application/x-ndjson", "application/yaml"}
     examples = ingest["requestBody"]["content"]["application/json"]["examples"]
     assert examples["object"]["value"]["kind"] == "Promotion"
     assert "422" in ingest["responses"] and "413" in ingest["responses"]
