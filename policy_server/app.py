@@ -423,6 +423,16 @@ def _document_bodies(app: Litestar) -> None:
             operation = getattr(path, method, None)
             if operation is not None and operation.operation_id in optional and operation.request_body is not None:
                 operation.request_body.required = False
+        # A query filter's example goes into its description: the docs' "Try it out" fills examples in as
+        # values, and a browse would then start filtered by them.
+        for parameter in (path.get.parameters or []) if path.get is not None else []:
+            if getattr(parameter, "param_in", None) == "query" and parameter.examples:
+                values = [getattr(e, "value", None) for e in parameter.examples.values()]
+                shown = ", ".join(f"`{v}`" for v in values if v is not None)
+                parameter.description = f"{parameter.description or ''} For example {shown}.".strip()
+                parameter.examples = None
+                if parameter.schema is not None and hasattr(parameter.schema, "examples"):
+                    parameter.schema.examples = None
 
 
 def _structs(base: type) -> dict[str, type]:

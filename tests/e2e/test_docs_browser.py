@@ -91,5 +91,9 @@ def test_list_decisions_runs_from_the_docs_page(server_factory, fixtures_dir, tm
         browser.save_screenshot(str(ARTIFACTS / "docs-list-decisions.png"))
         assert decision["id"] in body.text
         assert "verification_in_progress" in body.text
+        # "Try it out" starts unfiltered: the examples are in the descriptions, not filled in as values.
+        url = browser.find_element(By.CSS_SELECTOR, "#operations-decisions-ListDecisions .request-url pre").text
+        query = url.split("/v1/decisions", 1)[1].lstrip("?")
+        assert {pair.split("=")[0] for pair in query.split("&") if pair} <= {"limit"}, url  # the page size only
     finally:
         browser.quit()
