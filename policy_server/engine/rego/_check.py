@@ -253,12 +253,7 @@ class _Program:
 
     def _data_reference(self, file: str, pos: Pos, path: list[Term]) -> tuple[tuple[str, ...], str] | None:
         """Check a reference ``data.<path>``; the rule it reaches (package, name) when it names one."""
-        static: list[str] = []
-        for part in path:
-            if isinstance(part, Scalar) and isinstance(part.value, str):
-                static.append(part.value)
-            else:
-                break
+        static = _static(path)
         for reserved in RESERVED_PACKAGES + tuple(self.reserved):
             if tuple(static[: len(reserved)]) == reserved:
                 self.report("lint_reserved_reference", f"data.{'.'.join(reserved)} belongs to policy-server, OPA or "
@@ -682,11 +677,7 @@ class _RuleChecker:
             self.import_reference(head.name, ref.path, ref.pos)
 
     def _silent_data_reference(self, path: list[Term]) -> tuple[tuple[str, ...], str] | None:
-        static: list[str] = []
-        for part in path:
-            if not (isinstance(part, Scalar) and isinstance(part.value, str)):
-                break
-            static.append(part.value)
+        static = _static(path)
         for package in self.program.packages:
             if tuple(static[: len(package)]) == package and len(static) > len(package):
                 if (package, static[len(package)]) in self.program.rules:
