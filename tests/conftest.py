@@ -16,9 +16,9 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from policy_server.settings import Settings
+from tests.support.services import missing, summarize
 
 ROOT = Path(__file__).resolve().parents[1]
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 POSTGRES_URL_ENV = "POLICY_SERVER_TEST_POSTGRES_URL"
 # The admin token every test app starts with (POLICY_SERVER_BOOTSTRAP_TOKEN).
 ADMIN_TOKEN = "pst_test-admin-token"
@@ -41,19 +41,14 @@ def load(path: Path) -> Any:
 
 def require_postgres() -> str:
     """The test PostgreSQL URL; without a reachable server a test skips locally and fails in CI."""
+    how = f"`eval $(sudo .ci/postgres.sh)` installs and starts one and sets {POSTGRES_URL_ENV}"
     url = os.environ.get(POSTGRES_URL_ENV)
     if not url:
-        message = f"{POSTGRES_URL_ENV} is not set: no PostgreSQL to test against"
-        if IN_CI:
-            pytest.fail(message + " (CI must provide it)")
-        pytest.skip(message)
+        missing("PostgreSQL", f"{POSTGRES_URL_ENV} is not set", how)
     try:
         asyncio.run(_admin(url, "SELECT 1"))
     except Exception as exc:  # noqa: BLE001 - any failure to connect means the same thing here
-        message = f"PostgreSQL at {make_url(url).render_as_string()} is unreachable: {exc}"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+        missing("PostgreSQL", f"{make_url(url).render_as_string()} is unreachable: {exc}", how)
     return url
 
 
@@ -156,10 +151,11 @@ def opa_binary() -> str:
     for candidate in candidates:
         if candidate and Path(candidate).is_file():
             return candidate
-    message = "no OPA binary (go install github.com/open-policy-agent/opa@v1.22.3, or set POLICY_SERVER_TEST_OPA)"
-    if IN_CI:
-        pytest.fail(message)
-    pytest.skip(message)
+    missing(
+        "OPA",
+        "no opa binary (POLICY_SERVER_TEST_OPA, PATH, ~/go/bin)",
+        "go install github.com/open-policy-agent/opa@v1.22.3",
+    )
 
 
 class OpaProcess:
@@ -210,3 +206,12 @@ def opa(tmp_path: Path) -> Iterator[OpaProcess]:
     server.start()
     yield server
     server.kill()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """One line per missing service (PostgreSQL, OPA, Chromium…) with the tests it skipped and how to get it."""
+    lines = summarize(terminalreporter.stats.get("skipped", []))
+    if lines:
+        terminalreporter.section("skipped")
+        for line in lines:
+            terminalreporter.write_line(line)

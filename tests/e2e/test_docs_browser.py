@@ -8,9 +8,9 @@ import time
 from pathlib import Path
 
 import httpx
-import pytest
 
-from tests.conftest import ADMIN, ADMIN_TOKEN, IN_CI, ROOT
+from tests.conftest import ADMIN, ADMIN_TOKEN, ROOT
+from tests.support.services import missing
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -19,10 +19,7 @@ ARTIFACTS = ROOT / "test-artifacts"
 
 def _browser():
     if not (Path(CHROMIUM).is_file() and Path(CHROMEDRIVER).is_file()):
-        message = "Debian packages chromium and chromium-driver are not installed"
-        if IN_CI:
-            pytest.fail(message + " (CI must install them)")
-        pytest.skip(message)
+        missing("Chromium", "chromium and chromedriver are not installed", "apt-get install chromium chromium-driver")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 

@@ -11,8 +11,9 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import ADMIN, IN_CI, load
+from tests.conftest import ADMIN, load
 from tests.e2e.conftest import cli
+from tests.support.services import missing
 
 
 def _commands() -> tuple[str, str]:
@@ -21,10 +22,11 @@ def _commands() -> tuple[str, str]:
         os.environ.get("POLICY_SERVER_TEST_POSTGRES_START"),
     )
     if not (stop and start):
-        message = "POLICY_SERVER_TEST_POSTGRES_STOP/START are not set (.ci/postgres.sh prints them)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+        missing(
+            "PostgreSQL restarts",
+            "POLICY_SERVER_TEST_POSTGRES_STOP/START are not set",
+            "the commands that stop and start the test server, e.g. pg_ctlcluster 15 main stop|start",
+        )
     return stop, start
 
 

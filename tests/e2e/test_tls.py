@@ -13,12 +13,13 @@ import pytest
 
 from tests.conftest import ADMIN, ADMIN_TOKEN
 from tests.e2e.conftest import BIN, free_port
+from tests.support.services import missing
 
 
 def test_serves_https_with_the_configured_certificate(tmp_path):
     openssl = shutil.which("openssl")
     if openssl is None:
-        pytest.skip("openssl is not installed")
+        missing("openssl", "the openssl command is not installed", "apt-get install openssl")
     cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
     subprocess.run(
         [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
