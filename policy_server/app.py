@@ -40,8 +40,9 @@ from policy_server.api.requests import (
     handler_signatures,
     reject_unknown_query_parameters,
 )
-from policy_server.api.stages.controllers import StagesController
+from policy_server.api.stages.controllers import NamespacesController, StagesController
 from policy_server.api.state.controllers import StateController
+from policy_server.api.ui import ui_router
 from policy_server.engine import Evaluator, OpaCli, OpaEvaluator, PoolLimits, RegopyEvaluator, Workbench, WorkerPool
 from policy_server.logs import configure as configure_logging
 from policy_server.service import PolicyService
@@ -233,6 +234,7 @@ class PolicyServerPlugin(InitPluginProtocol):
                 HealthController,
                 MetricsController,
                 StateController,
+                NamespacesController,
                 StagesController,
                 PoliciesController,
                 DecisionsController,
@@ -241,6 +243,7 @@ class PolicyServerPlugin(InitPluginProtocol):
                 _root,
                 _favicon,
                 _swagger_assets(),
+                ui_router(),
             ]
         )
         app_config.lifespan.append(lifespan)

@@ -308,6 +308,16 @@ class StateStore:
             return None
         return _stored(Kind.PROMOTION, row), _promotion_facts(row)
 
+    async def namespaces(self, visible: frozenset[str] | None = None) -> list[tuple[str, int]]:
+        """Namespaces (Kargo projects) with recorded Stages, by name, with how many; only ``visible`` ones."""
+        stages = TABLES[Kind.STAGE]
+        query = select(stages.c.namespace, func.count()).where(~stages.c.deleted)
+        if visible is not None:
+            query = query.where(stages.c.namespace.in_(sorted(visible)))
+        async with self.db.read() as conn:
+            rows = await conn.execute(query.group_by(stages.c.namespace).order_by(stages.c.namespace))
+            return [(namespace, count) for namespace, count in rows]
+
     async def list_stages(self, namespace: str) -> list[StageSummary]:
         """Every Stage of a namespace, by name, with the length of its queue."""
         stages = TABLES[Kind.STAGE]

@@ -2,43 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
-from pathlib import Path
 
 import httpx
 
-from tests.conftest import ADMIN, ADMIN_TOKEN, ROOT
-from tests.support.services import missing
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-ARTIFACTS = ROOT / "test-artifacts"
-
-
-def _browser():
-    if not (Path(CHROMIUM).is_file() and Path(CHROMEDRIVER).is_file()):
-        missing("Chromium", "chromium and chromedriver are not installed", "apt-get install chromium chromium-driver")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--window-size=1400,2200",
-        f"--user-data-dir={tempfile.mkdtemp(prefix='chromium-')}",
-    ):
-        options.add_argument(flag)
-    return webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+from tests.conftest import ADMIN, ADMIN_TOKEN
+from tests.support.browser import browser as new_browser
+from tests.support.browser import screenshot
 
 
 def test_list_decisions_runs_from_the_docs_page(server_factory, fixtures_dir, tmp_path):
@@ -54,8 +24,7 @@ def test_list_decisions_runs_from_the_docs_page(server_factory, fixtures_dir, tm
             json={"promotion": {"namespace": "kargo-demo", "name": "prod.01kztrdxmgg3c76w16pjvk9zds.759376c"}},
         ).json()
 
-    browser = _browser()
-    ARTIFACTS.mkdir(exist_ok=True)
+    browser = new_browser()
     try:
         browser.get(f"{server.url}/docs/")
         wait = WebDriverWait(browser, 30)
@@ -85,7 +54,7 @@ def test_list_decisions_runs_from_the_docs_page(server_factory, fixtures_dir, tm
         while decision["id"] not in body.text and time.monotonic() < deadline:
             time.sleep(0.2)
         browser.execute_script("arguments[0].scrollIntoView();", body)
-        browser.save_screenshot(str(ARTIFACTS / "docs-list-decisions.png"))
+        screenshot(browser, "docs-list-decisions")
         assert decision["id"] in body.text
         assert "verification_in_progress" in body.text
         # "Try it out" starts unfiltered: the examples are in the descriptions, not filled in as values.

@@ -41,6 +41,7 @@ def endpoints(fixtures_dir, ids: dict[str, str]) -> list[tuple[str, str, str, di
         ]
     out += [
         ("GET", "/v1/decisions", "read", None, "any"),
+        ("GET", "/v1/namespaces", "read", None, "any"),
         ("GET", "/v1/policies", "read", None, "any"),
         ("GET", "/v1/policies/admission", "read", None, "any"),
         ("GET", "/v1/policies/admission/revisions", "read", None, "any"),
@@ -118,6 +119,24 @@ async def test_scoped_tokens_see_only_their_namespaces_in_the_decision_log(clien
     assert {d["promotion"]["namespace"] for d in page["items"]} == {"kargo-demo"}
     everything = (await client.get("/v1/decisions")).json()
     assert {d["promotion"]["namespace"] for d in everything["items"]} == {"kargo-demo", "other"}
+
+
+async def test_scoped_tokens_list_only_their_namespaces(client, fixtures_dir):
+    listing = load(fixtures_dir / "list-kargo-demo.json")
+    await client.post("/v1/state", json=listing)
+    for item in listing["items"]:
+        item["metadata"]["namespace"] = "payments"
+    await client.post("/v1/state", json=listing)
+    await client.delete("/v1/state/stages/payments/test")
+    assert (await client.get("/v1/namespaces")).json() == [
+        {"name": "kargo-demo", "stages": 3},
+        {"name": "payments", "stages": 2},  # a deleted Stage is not counted
+    ]
+    secret = (
+        await client.post("/v1/tokens", json={"name": "pay-reader", "role": "reader", "namespaces": ["payments"]})
+    ).json()["token"]
+    limited = await client.get("/v1/namespaces", headers={"authorization": f"Bearer {secret}"})
+    assert limited.json() == [{"name": "payments", "stages": 2}]
 
 
 async def test_a_list_touching_another_namespace_is_refused_whole(client, settings, fixtures_dir):

@@ -14,6 +14,7 @@ from policy_server.api.problems import problem_responses
 from policy_server.api.stages.schemas import (
     CurrentFreight,
     KargoVerificationRecord,
+    NamespaceView,
     PromotionSummary,
     PromotionView,
     StageSummaryView,
@@ -23,6 +24,27 @@ from policy_server.api.stages.schemas import (
 from policy_server.errors import NotFound
 from policy_server.kargo import PromotionFacts, RunFacts, format_time
 from policy_server.store import StageState
+
+
+class NamespacesController(Controller):
+    """The namespaces (Kargo projects) state was recorded for."""
+
+    path = "/v1/namespaces"
+    tags = ["state"]
+
+    @get(
+        "/",
+        operation_id="ListNamespaces",
+        opt=READ,
+        security=SECURITY,
+        responses=problem_responses(503),
+        summary="List the namespaces with recorded Stages (those the token may see)",
+    )
+    async def list_namespaces(self, state_store: StateStoreDep, principal: PrincipalDep) -> list[NamespaceView]:
+        """List the namespaces (Kargo projects) with recorded Stages, with how many; a token limited to
+        namespaces sees those only."""
+        listed = await state_store.namespaces(principal.namespaces)
+        return [NamespaceView(name=name, stages=count) for name, count in listed]
 
 
 class StagesController(Controller):

@@ -58,6 +58,13 @@ class CurrentFreight(msgspec.Struct):
     kargo_verification: KargoVerificationRecord | None
 
 
+class NamespaceView(msgspec.Struct):
+    """A namespace (Kargo project) with recorded Stages."""
+
+    name: str
+    stages: int
+
+
 class StageSummaryView(msgspec.Struct):
     """A Stage in a listing."""
 
