@@ -8,7 +8,7 @@ UV_VERSION := 0.13.9
 TOOLS := .tools
 UV := $(TOOLS)/uv-$(UV_VERSION)/bin/uv
 
-.PHONY: run test install lock openapi clean bench
+.PHONY: run test install lock openapi examples clean bench
 
 $(UV):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found: set PYTHON=/path/to/python3.11"; exit 1; }
@@ -33,6 +33,11 @@ lock: | $(UV)
 	$(UV) lock
 
 openapi: $(STAMP)
+	$(BIN)/policy-server openapi
+
+# After an API change: capture every operation's answer on the demo project for the docs, then the spec.
+examples: $(STAMP)
+	$(BIN)/python -m tests.support.capture_examples
 	$(BIN)/policy-server openapi
 
 clean:

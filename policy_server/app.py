@@ -30,6 +30,7 @@ from policy_server import __version__
 from policy_server.api.access.controllers import AccessController
 from policy_server.api.auth import SECURITY_COMPONENTS, RateLimiter, authorizer, current_principal
 from policy_server.api.decisions.controllers import DecisionsController
+from policy_server.api.examples import VerbatimExample, load_json
 from policy_server.api.health.controllers import HealthController, MetricsController
 from policy_server.api.policies.controllers import EvaluateController, PoliciesController
 from policy_server.api.problems import EXCEPTION_HANDLERS, PROBLEM_MEDIA_TYPE
@@ -374,6 +375,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     }
     _document_problems(app.openapi_schema, limited)
     _document_bodies(app)
+    _document_answers(app.openapi_schema)
     app.state[SIGNATURES_KEY] = handler_signatures(app)
     app.asgi_handler = head_as_get(app.asgi_handler)  # before routing: the router answers 405 to HEAD
     return app
@@ -436,6 +438,26 @@ def _document_bodies(app: Litestar) -> None:
                 parameter.examples = None
                 if parameter.schema is not None and hasattr(parameter.schema, "examples"):
                     parameter.schema.examples = None
+
+
+def _document_answers(schema: OpenAPI) -> None:
+    """Every success response shows a real answer, captured on the demo project (``make examples``)."""
+    captured = load_json("responses.json")
+    for path in (schema.paths or {}).values():
+        for method in ("get", "put", "post", "delete", "patch"):
+            operation = getattr(path, method, None)
+            if operation is None or operation.responses is None:
+                continue
+            for status, by_type in captured.get(operation.operation_id, {}).items():
+                response = operation.responses.get(status)
+                content = getattr(response, "content", None) or {}
+                for media_type, value in by_type.items():
+                    if media_type in content:
+                        content[media_type].examples = {
+                            "kargo-demo": VerbatimExample(
+                                summary="An answer on the demo project (examples/kargo-demo)", value=value
+                            )
+                        }
 
 
 def _structs(base: type) -> dict[str, type]:

@@ -13,7 +13,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 
 from policy_server import metrics
 from policy_server.api.auth import CONTROL, READ, SECURITY, PrincipalDep
-from policy_server.api.examples import load_json, load_text
+from policy_server.api.examples import VerbatimExample, load_json, load_text
 from policy_server.api.params import Namespace, SettingsDep, StateStoreDep
 from policy_server.api.problems import problem_responses
 from policy_server.api.state.schemas import IngestResult, StoredObjectView
@@ -56,10 +56,10 @@ class _IngestOperation(Operation):
                 "application/json": OpenAPIMediaType(
                     schema=any_object,
                     examples={
-                        "object": Example(
+                        "object": VerbatimExample(
                             summary="One Promotion (P6 of kargo-demo)", value=load_json("promotion.json")
                         ),
-                        "watch-event": Example(
+                        "watch-event": VerbatimExample(
                             summary="A watch event: prod's verification run failed",
                             value=load_json("watch-event.json"),
                         ),
@@ -68,7 +68,7 @@ class _IngestOperation(Operation):
                 "application/yaml": OpenAPIMediaType(
                     schema=Schema(type=OpenAPIType.STRING, description="YAML documents, separated by `---`."),
                     examples={
-                        "object": Example(
+                        "object": VerbatimExample(
                             summary="One Promotion, as kubectl get -o yaml prints it", value=load_text("promotion.yaml")
                         )
                     },
@@ -76,7 +76,7 @@ class _IngestOperation(Operation):
                 "application/x-ndjson": OpenAPIMediaType(
                     schema=Schema(type=OpenAPIType.STRING, description="One JSON document per line."),
                     examples={
-                        "watch-stream": Example(
+                        "watch-stream": VerbatimExample(
                             summary="Two watch events, one per line", value=load_text("watch-stream.ndjson")
                         )
                     },
