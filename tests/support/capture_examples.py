@@ -65,7 +65,6 @@ async def capture() -> dict[str, dict[str, dict[str, Any]]]:
             )
             failed = await call("Decide", "POST", "/v1/decisions", json=ask)  # it failed: abort the queue
             await call("ListDecisions", "GET", "/v1/decisions", params={"namespace": "kargo-demo", "stage": "prod"})
-            await client.get("/v1/decisions", params={"limit": 1}, headers={"accept": "application/x-ndjson"})
             export = await client.get("/v1/decisions", params={"limit": 1}, headers={"accept": "application/x-ndjson"})
             examples["ListDecisions"]["200"]["application/x-ndjson"] = export.text.splitlines()[0] + "\n"
             logged = await call("GetDecision", "GET", f"/v1/decisions/{failed['id']}")
