@@ -1,24 +1,29 @@
-"""Persistence: the only package that talks SQL."""
+"""Persistence: the only package that talks SQL.
+
+``Database`` (``_db``) holds the engines and chooses the decision hot path once (``_hot``: one implementation per
+database, the portable SQLAlchemy one as reference). The stores (``StateStore``, ``DecisionStore``,
+``PolicyStore``, ``AccessStore``) hold no dialect branches. Value types are in ``_types``, row shapes in
+``_rows``, the ingestion rules (pure) in ``_ingest``, state versions in ``_versions``, portable reads in
+``_reads``, the schema in ``_models`` and Alembic's ``migrations/``.
+"""
 
 from policy_server.store._access import AccessStore, AuditEvent, Token
 from policy_server.store._db import Database, translate_errors
-from policy_server.store._decisions import (
-    Claim,
-    DecisionEntry,
-    DecisionFilter,
-    DecisionStore,
-    LoggedDecision,
-    new_decision_id,
-)
+from policy_server.store._decisions import DecisionStore, new_decision_id
+from policy_server.store._hot import HotPath
 from policy_server.store._migrate import current_revision, head_revision, upgrade
 from policy_server.store._models import metadata
 from policy_server.store._policies import Policy, PolicyStore, Revision, RevisionDraft
-from policy_server.store._state import (
+from policy_server.store._state import StateStore
+from policy_server.store._types import (
     ApplyResult,
+    Claim,
+    DecisionEntry,
     DecisionFacts,
+    DecisionFilter,
+    LoggedDecision,
     StageState,
     StageSummary,
-    StateStore,
     StoredObject,
 )
 
@@ -38,6 +43,7 @@ __all__ = [
     "Revision",
     "RevisionDraft",
     "Database",
+    "HotPath",
     "StageState",
     "StageSummary",
     "StateStore",

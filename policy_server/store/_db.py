@@ -15,9 +15,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from policy_server.errors import Unavailable
-from policy_server.store._direct import DirectSqlite
-
-_SQLITE_BUSY_TIMEOUT_MS = 30_000
+from policy_server.store._hot import HotPath, choose_hot_path
+from policy_server.store._hot._sqlite import SQLITE_BUSY_TIMEOUT_MS
 
 
 class Database:
@@ -28,18 +27,26 @@ class Database:
     waits for it (busy timeout). Reads use a separate engine and see one consistent snapshot (WAL).
     """
 
-    def __init__(self, url: str, *, pool_size: int = 20, max_overflow: int = 10, echo: bool = False) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 20,
+        max_overflow: int = 10,
+        echo: bool = False,
+        fast_path: bool = True,
+    ) -> None:
         self.url = url
         parsed = make_url(url)
         self.dialect = parsed.get_backend_name()
-        self.direct: DirectSqlite | None = None
-        # Direct sqlite3 access to the same file, for the decision hot path (SQLite files only).
+        self.sqlite_file: str | None = None
+        """The SQLite file (not for in-memory or URI databases)."""
         self._write_gate: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
         if self.dialect == "sqlite":
             database = parsed.database or ""
             if database and database != ":memory:" and not database.startswith("file:"):
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
-                self.direct = DirectSqlite(database)
+                self.sqlite_file = database
             self.writer = self._sqlite_engine(url, "BEGIN IMMEDIATE", echo)
             self.reader = self._sqlite_engine(url, "BEGIN", echo)
         elif self.dialect == "postgresql":
@@ -56,6 +63,8 @@ class Database:
             self._fetcher = self.writer.execution_options(isolation_level="AUTOCOMMIT")
         else:
             raise ValueError(f"unsupported database {self.dialect!r}: use sqlite+aiosqlite or postgresql+asyncpg")
+        self.hot: HotPath = choose_hot_path(self, fast_path)
+        """The decision hot path, chosen once: this database's own implementation unless ``fast_path`` is off."""
 
     @property
     def is_sqlite(self) -> bool:
@@ -64,7 +73,7 @@ class Database:
 
     @staticmethod
     def _sqlite_engine(url: str, begin: str, echo: bool) -> AsyncEngine:
-        engine = create_async_engine(url, echo=echo, connect_args={"timeout": _SQLITE_BUSY_TIMEOUT_MS / 1000})
+        engine = create_async_engine(url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
 
         @event.listens_for(engine.sync_engine, "connect")
         def _on_connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
@@ -73,7 +82,7 @@ class Database:
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=FULL")
-            cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
 
@@ -121,6 +130,13 @@ class Database:
             async with (self._fetcher if self.dialect == "postgresql" else self.reader).connect() as conn:
                 return list((await conn.execute(statement, parameters)).all())
 
+    @contextlib.asynccontextmanager
+    async def autocommit_connection(self) -> AsyncIterator[AsyncConnection]:
+        """A pooled PostgreSQL connection outside any transaction (single statements, the hot path)."""
+        with translate_errors():
+            async with self._fetcher.connect() as conn:
+                yield conn
+
     async def lock(self, conn: AsyncConnection, names: list[str]) -> None:
         """Hold named locks until the transaction ends (PostgreSQL advisory locks, taken in one order).
 
@@ -144,9 +160,8 @@ class Database:
 
     async def dispose(self) -> None:
         """Close every pooled connection."""
+        await self.hot.close()
         await self.writer.dispose()
-        if self.direct is not None:
-            self.direct.close()
         if self.reader is not self.writer:
             await self.reader.dispose()
 

@@ -10,7 +10,8 @@ from ulid import ULID
 
 from policy_server.store import Database, DecisionEntry, DecisionFilter, DecisionStore, upgrade
 from policy_server.store._models import DecisionRow
-from tests.integration.test_direct_sqlite import _entry, _id
+from tests.support.decisions import decision_entry as _entry
+from tests.support.decisions import entry_id as _id
 
 AT = datetime(2026, 11, 1, tzinfo=UTC)
 

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from policy_server.errors import InvalidState
 from policy_server.kargo import Kind, parse_body
 from policy_server.store import Database, StateStore, upgrade
-from policy_server.store._state import TABLES
+from policy_server.store._rows import TABLES
 from tests.conftest import kargo_fixtures_dir, load
 
 P6 = "prod.01kztrdxmgg3c76w16pjvk9zds.759376c"
