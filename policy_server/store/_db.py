@@ -42,6 +42,9 @@ class Database:
         self.sqlite_file: str | None = None
         """The SQLite file (not for in-memory or URI databases)."""
         self._write_gate: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
+        self.walks_reason_index = self.dialect == "sqlite"
+        """Filter the decision log by policy or code by walking the reason index newest first (SQLite's planner
+        would otherwise collect every matching id first; PostgreSQL plans ``id IN (…)`` well)."""
         if self.dialect == "sqlite":
             database = parsed.database or ""
             if database and database != ":memory:" and not database.startswith("file:"):

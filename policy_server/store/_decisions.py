@@ -84,7 +84,7 @@ class DecisionStore:
         columns = [_D, _I.c.encoding, _I.c.body] if with_input else [_D]
         source: Any = _D.outerjoin(_I, _I.c.decision_id == _D.c.id) if with_input else _D
         order: Any = _D.c.id
-        reasons_first = (where.policy is not None or where.code is not None) and self.db.is_sqlite
+        reasons_first = (where.policy is not None or where.code is not None) and self.db.walks_reason_index
         if reasons_first:
             # Walk the reason index (policy or code, decision id) newest first and stop at ``limit``; the
             # portable ``id IN (…)`` makes SQLite collect every matching id first (seconds at 1M rows).
