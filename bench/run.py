@@ -623,6 +623,25 @@ def postgres_database(server_url: str) -> Iterator[str]:
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+def stores(postgres: str, seconds: int, opa: str | None, workers: int) -> list[str]:
+    """The decision rows on SQLite and on PostgreSQL in one run, with PostgreSQL's share of SQLite's rate."""
+    folder = Path(tempfile.mkdtemp(prefix="bench-"))
+    try:
+        heads = fill_sqlite(folder / "store.db", 1_000, 10)
+        sqlite = decisions_suite("SQLite, regopy, 1,000", f"sqlite+aiosqlite:///{folder / 'store.db'}", heads,
+                                 seconds, opa, workers)  # fmt: skip
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    with postgres_database(postgres) as url:
+        pg = decisions_suite("PostgreSQL, regopy, 1,000", url, fill_postgres(url, 1_000, 10), seconds, opa, workers)
+    lines = [f"{r.name:<80} {r.requests_per_s:>8.0f} {r.p50_ms:>7.2f} {r.p99_ms:>7.2f}" for r in sqlite + pg]
+    for s_row, p_row in zip(sqlite, pg, strict=True):
+        if s_row.requests_per_s:
+            share = p_row.requests_per_s / s_row.requests_per_s
+            lines.append(f"PostgreSQL / SQLite, {s_row.name.split(' [')[0]}: {share:.2f}")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--full", action="store_true", help="1k, 100k, 1M promotions; 1M logged; 200k for RSS")
@@ -633,8 +652,9 @@ def main() -> None:
     parser.add_argument("--postgres", default=os.environ.get("POLICY_SERVER_TEST_POSTGRES_URL"))
     parser.add_argument("--memory-decisions", type=int, default=None,
                         help="decisions while RSS is sampled (20k; --full 200k)")  # fmt: skip
-    parser.add_argument("--only", choices=["flood"], default=None,
-                        help="flood: only decisions alone vs. while an author floods drafts (SQLite, 1k)")  # fmt: skip
+    parser.add_argument("--only", choices=["flood", "stores"], default=None,
+                        help="flood: only decisions alone vs. while an author floods drafts (SQLite, 1k); "
+                             "stores: only the decision rows on SQLite and PostgreSQL (1k), side by side")  # fmt: skip
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is missing: apt-get install wrk")
@@ -645,6 +665,11 @@ def main() -> None:
         heads = fill_sqlite(folder / "store.db", 1_000, 10)
         print("\n".join(authoring_flood(f"sqlite+aiosqlite:///{folder / 'store.db'}", heads, seconds, args.workers)))
         shutil.rmtree(folder, ignore_errors=True)
+        return
+    if args.only == "stores":
+        if not args.postgres:
+            sys.exit("--only stores needs PostgreSQL: POLICY_SERVER_TEST_POSTGRES_URL or --postgres")
+        print("\n".join(stores(args.postgres, seconds, opa, args.workers)))
         return
     logged, decisions = (1_000_000, 200_000) if args.full else (20_000, 20_000)
     decisions = args.memory_decisions or decisions

@@ -11,7 +11,7 @@ import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from litestar import Litestar, Request, Response, get
@@ -81,6 +81,10 @@ TAGS = [
 ]
 
 
+if TYPE_CHECKING:
+    from policy_server.cluster import Watcher
+
+
 class Services:
     """What request handlers need, created when the app starts."""
 
@@ -103,6 +107,7 @@ class Services:
             audit=AccessStore(self.database),
         )
         self.access_service = AccessService(AccessStore(self.database), enabled=settings.auth == "enabled")
+        self.watcher: Watcher | None = None
         self.decision_service = DecisionService(
             self.state_store,
             DecisionStore(self.database),
@@ -128,6 +133,17 @@ class Services:
         else:
             # Serve anyway: /ready says what is wrong, and built-ins load once the schema is upgraded.
             _log.error("database schema is not at %s: run `policy-server db upgrade`", head_revision())
+
+    async def watch_forever(self) -> None:
+        """With ``watch`` on: record Kargo state straight from the Kubernetes API into this server's store."""
+        from policy_server.cluster import StoreSink, Watcher, api_client
+
+        api = await api_client(self.settings.kubeconfig or None)
+        self.watcher = Watcher(api, StoreSink(self.state_store), self.settings.namespaces_to_watch)
+        try:
+            await self.watcher.run()
+        finally:
+            await api.close()
 
     async def prune_forever(self) -> None:
         """Delete decisions older than the retention, now and every ``prune_interval_s``, in small batches."""
@@ -215,16 +231,17 @@ class PolicyServerPlugin(InitPluginProtocol):
         async def lifespan(_app: Litestar) -> AsyncIterator[None]:
             services = Services(settings)
             holder["services"] = services
-            pruner: asyncio.Task[None] | None = None
+            background: list[asyncio.Task[None]] = []
             try:
                 await services.start()
-                pruner = asyncio.create_task(services.prune_forever())
+                background.append(asyncio.create_task(services.prune_forever()))
+                if settings.watch:
+                    background.append(asyncio.create_task(services.watch_forever(), name="watcher"))
                 yield
             finally:
-                if pruner is not None:
-                    pruner.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await pruner
+                for task in background:
+                    task.cancel()
+                await asyncio.gather(*background, return_exceptions=True)
                 await services.stop()
 
         def provide(name: str) -> Provide:
@@ -258,6 +275,7 @@ class PolicyServerPlugin(InitPluginProtocol):
                 "engine": provide("engine"),
                 "workbench": provide("workbench"),
                 "access_service": provide("access_service"),
+                "services": Provide(lambda: holder["services"], sync_to_thread=False),
                 "principal": Provide(current_principal, sync_to_thread=False),
             }
         )

@@ -56,6 +56,21 @@ AUTHORING_REJECTED = Counter(
 )
 OPA_PUSHES = Counter("policy_server_opa_pushes_total", "Policy sets pushed to OPA servers, by result.", ["result"])
 INGESTED = Counter("policy_server_ingested_objects_total", "Ingested items, by kind and result.", ["kind", "result"])
+WATCH_EVENTS = Counter(
+    "policy_server_watch_events_total",
+    "Kubernetes watch events recorded, by kind and type (RECONCILED_DELETE: gone from a re-list; REFUSED: invalid).",
+    ["kind", "type"],
+)
+WATCH_RELISTS = Counter(
+    "policy_server_watch_lists_total",
+    "Lists made by the watcher, by kind and why (list, gone: 410).",
+    ["kind", "reason"],
+)
+WATCH_LAG = Histogram(
+    "policy_server_watch_lag_seconds",
+    "From an object's last change in the API server (managedFields time, whole seconds) to its recording.",
+    buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+)
 DECISION_LOG_BACKLOG = Gauge(
     "policy_server_decision_log_backlog",
     "Decision log writes in flight (each answer waits for its write to commit).",

@@ -131,6 +131,14 @@ class Settings:
     """Decisions last given longer ago are pruned in the background (``POLICY_SERVER_DECISION_RETENTION_HOURS``)."""
     prune_interval_s: int = 300
     """How often the pruning runs (``POLICY_SERVER_PRUNE_INTERVAL_S``)."""
+    watch: bool = False
+    """Watch Kargo state from the Kubernetes API in this server (``POLICY_SERVER_WATCH``; ``run --watch``)."""
+    watch_namespaces: str = ""
+    """Namespaces to watch, comma-separated; empty: every namespace labelled ``kargo.akuity.io/project=true``
+    (``POLICY_SERVER_WATCH_NAMESPACES``; ``run --namespace``)."""
+    kubeconfig: str = ""
+    """The kubeconfig to use; empty: ``KUBECONFIG``, ``~/.kube/config``, or the pod's service account
+    (``POLICY_SERVER_KUBECONFIG``)."""
     extra: dict[str, str] = field(default_factory=dict)
     """Unrecognised ``POLICY_SERVER_*`` variables, kept so that a typo can be reported."""
 
@@ -141,6 +149,12 @@ class Settings:
             if allowed and getattr(self, spec.name) not in allowed:
                 variable = _PREFIX + spec.name.upper()
                 raise SettingsError(f"{variable} must be one of {', '.join(allowed)}, got {getattr(self, spec.name)!r}")
+
+    @property
+    def namespaces_to_watch(self) -> tuple[str, ...] | None:
+        """The namespaces given, or None for every Kargo project namespace."""
+        names = tuple(n.strip() for n in self.watch_namespaces.split(",") if n.strip())
+        return names or None
 
     @property
     def effective_database_url(self) -> str:

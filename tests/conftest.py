@@ -215,3 +215,17 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.section("skipped")
         for line in lines:
             terminalreporter.write_line(line)
+
+
+@pytest.fixture(scope="session")
+def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real kube-apiserver with etcd and the Kargo and Argo Rollouts CRDs, for the whole session (each test
+    works in a project namespace of its own: ``kube.project()``)."""
+    from tests.support.kube import KubeCluster
+
+    cluster = KubeCluster(tmp_path_factory.mktemp("kube"))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()

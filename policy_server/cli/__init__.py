@@ -5,7 +5,7 @@ messages and exit codes), ``_client`` the HTTP client for ``--url``. A new comma
 decorates a function with ``@main.command()`` and is imported below.
 """
 
-from policy_server.cli import actions, db, ingest, openapi, policies, serve, tokens
+from policy_server.cli import actions, db, ingest, openapi, policies, serve, tokens, watch
 from policy_server.cli._base import main
 
-__all__ = ["actions", "db", "ingest", "main", "openapi", "policies", "serve", "tokens"]
+__all__ = ["actions", "db", "ingest", "main", "openapi", "policies", "serve", "tokens", "watch"]

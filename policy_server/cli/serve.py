@@ -10,6 +10,7 @@ import click
 
 from policy_server import __version__
 from policy_server.cli._base import configure_logging, load_settings, main, open_database, redact
+from policy_server.cli.watch import KUBECONFIG_HELP, NAMESPACE_HELP
 from policy_server.settings import Settings
 
 
@@ -17,11 +18,25 @@ from policy_server.settings import Settings
 @click.option("--host", default=None, help="Address to listen on [env POLICY_SERVER_HOST; default 127.0.0.1].")
 @click.option("--port", type=int, default=None, help="Port [env POLICY_SERVER_PORT; default 8181].")
 @click.option("--workers", type=int, default=1, show_default=True, help="Server processes.")
-def run(host: str | None, port: int | None, workers: int) -> None:
+@click.option(
+    "--watch", is_flag=True, default=None, help="Also watch Kargo state in Kubernetes [env POLICY_SERVER_WATCH]."
+)
+@click.option("--namespace", "namespaces", multiple=True, help="With --watch: " + NAMESPACE_HELP)
+@click.option("--kubeconfig", default=None, help="With --watch: " + KUBECONFIG_HELP)
+def run(
+    host: str | None,
+    port: int | None,
+    workers: int,
+    watch: bool | None,
+    namespaces: tuple[str, ...],
+    kubeconfig: str | None,
+) -> None:
     """Serve the API (the embedded SQLite store is created and upgraded by itself)."""
     import uvicorn
 
-    settings = load_settings(host=host, port=port)
+    settings = load_settings(
+        host=host, port=port, watch=watch, watch_namespaces=",".join(namespaces) or None, kubeconfig=kubeconfig
+    )
     configure_logging(settings.log_level, settings.log_format)
     for name in settings.extra:
         logging.getLogger("policy_server").warning("unknown setting %s ignored", name)
@@ -37,6 +52,9 @@ def run(host: str | None, port: int | None, workers: int) -> None:
     # Workers re-read the environment: pass the flags on through it.
     os.environ["POLICY_SERVER_HOST"] = settings.host
     os.environ["POLICY_SERVER_PORT"] = str(settings.port)
+    os.environ["POLICY_SERVER_WATCH"] = "true" if settings.watch else "false"
+    os.environ["POLICY_SERVER_WATCH_NAMESPACES"] = settings.watch_namespaces
+    os.environ["POLICY_SERVER_KUBECONFIG"] = settings.kubeconfig
     os.environ["POLICY_SERVER_AUTO_MIGRATE"] = "false"
     os.environ["POLICY_SERVER_CONFIGURE_LOGGING"] = "1"  # worker processes set up logging themselves
     if workers > 1 and not settings.engine_workers:

@@ -125,6 +125,15 @@ class StateStore:
             return None
         return stored(key.kind, row)
 
+    async def live_names(self, kind: Kind, namespace: str) -> dict[str, str | None]:
+        """The recorded, not deleted, objects of one kind in a namespace: name → resourceVersion."""
+        table = TABLES[kind]
+        async with self.db.read() as conn:
+            rows = await conn.execute(
+                select(table.c.name, table.c.resource_version).where(table.c.namespace == namespace, ~table.c.deleted)
+            )
+            return {row.name: row.resource_version for row in rows}
+
     async def promotion(self, namespace: str, name: str) -> tuple[StoredObject, PromotionFacts] | None:
         """A Promotion with its facts, or None."""
         table = TABLES[Kind.PROMOTION]

@@ -30,6 +30,7 @@ def endpoints(fixtures_dir, ids: dict[str, str]) -> list[tuple[str, str, str, di
         out += [
             ("POST", "/v1/state", "control", _promotion(fixtures_dir, ns), f"ns:{ns}"),
             ("GET", f"/v1/state/promotions/{ns}/{P6}", "read", None, f"ns:{ns}"),
+            ("GET", f"/v1/state/promotions/{ns}", "read", None, f"ns:{ns}"),
             ("DELETE", f"/v1/state/freights/{ns}/nothing", "control", None, f"ns:{ns}"),
             ("GET", f"/v1/namespaces/{ns}/stages", "read", None, f"ns:{ns}"),
             ("GET", f"/v1/namespaces/{ns}/stages/prod", "read", None, f"ns:{ns}"),

@@ -53,6 +53,7 @@ async def capture() -> dict[str, dict[str, dict[str, Any]]]:
             await call("GetReadiness", "GET", "/ready")
             await call("IngestState", "POST", "/v1/state", content=(DEMO / "list-kargo-demo.json").read_bytes())
             await call("GetStateObject", "GET", f"/v1/state/promotions/kargo-demo/{P6}")
+            await call("ListStateObjects", "GET", "/v1/state/stages/kargo-demo")
             await call("ListNamespaces", "GET", "/v1/namespaces")
             await call("ListStages", "GET", "/v1/namespaces/kargo-demo/stages")
             await call("GetStage", "GET", "/v1/namespaces/kargo-demo/stages/prod")

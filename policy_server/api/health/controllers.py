@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 from litestar import Controller, Response, get
 from litestar.di import NamedDependency
@@ -55,10 +57,18 @@ class HealthController(Controller):
         },
         summary="Readiness: the database answers and its schema is at the revision this code needs (503 otherwise)",
     )
-    async def ready(self, database: DatabaseDep, engine: NamedDependency[Evaluator]) -> Response[Readiness]:
-        """Readiness: the database answers, its schema is at the revision this code needs, and (with
-        ``POLICY_SERVER_ENGINE=opa``) every OPA server answers (503 otherwise)."""
+    async def ready(
+        self, database: DatabaseDep, engine: NamedDependency[Evaluator], services: NamedDependency[Any]
+    ) -> Response[Readiness]:
+        """Readiness: the database answers, its schema is at the revision this code needs, (with
+        ``POLICY_SERVER_ENGINE=opa``) every OPA server answers, and (with ``--watch``) the watcher has recorded
+        its initial list of every watched kind and namespace (503 otherwise)."""
         checks = [await _database_check(database), *await _engine_checks(engine)]
+        if services.settings.watch:
+            watcher = services.watcher
+            ready = watcher is not None and watcher.ready
+            detail = watcher.describe() if watcher is not None else "connecting to the Kubernetes API"
+            checks.append(Check(name="watch", ok=ready, detail=detail))
         ready = all(c.ok for c in checks)
         return Response(
             Readiness(ready=ready, checks=checks),

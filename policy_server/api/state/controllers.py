@@ -16,7 +16,7 @@ from policy_server.api.auth import CONTROL, READ, SECURITY, PrincipalDep
 from policy_server.api.examples import VerbatimExample, load_json, load_text
 from policy_server.api.params import Namespace, SettingsDep, StateStoreDep
 from policy_server.api.problems import problem_responses
-from policy_server.api.state.schemas import IngestResult, StoredObjectView
+from policy_server.api.state.schemas import IngestResult, RecordedName, StoredObjectView
 from policy_server.errors import InvalidInput, NotFound
 from policy_server.kargo import Kind, Limits, ObjectKey, format_time, parse_body
 from policy_server.settings import Settings
@@ -133,6 +133,23 @@ class StateController(Controller):
             skipped=result.skipped,
             skipped_kinds=result.skipped_kinds,
         )
+
+    @get(
+        "/{kind:str}/{namespace:str}",
+        operation_id="ListStateObjects",
+        opt=READ,
+        security=SECURITY,
+        responses=problem_responses(422, 503),
+        summary="List the recorded objects of one kind in a namespace: names and resourceVersions",
+    )
+    async def list_objects(
+        self, state_store: StateStoreDep, principal: PrincipalDep, kind: _KindParam, namespace: Namespace
+    ) -> list[RecordedName]:
+        """The recorded (not deleted) objects of one kind in a namespace, by name, with the resourceVersion
+        recorded: what a watcher compares with a fresh list to find objects deleted while it was away."""
+        principal.require_namespace(namespace)
+        names = await state_store.live_names(_kind(kind), namespace)
+        return [RecordedName(name=name, resource_version=names[name]) for name in sorted(names)]
 
     @get(
         "/{kind:str}/{namespace:str}/{name:str}",

@@ -24,6 +24,13 @@ class IngestResult(msgspec.Struct):
     """Skipped items by kind."""
 
 
+class RecordedName(msgspec.Struct):
+    """A recorded, not deleted, object: its name and the resourceVersion recorded."""
+
+    name: str
+    resource_version: str | None
+
+
 class StoredObjectView(msgspec.Struct):
     """A recorded object as stored, with when it was recorded."""
 

@@ -1,0 +1,124 @@
+"""`policy-server run --watch` against a real kube-apiserver: what Kargo's objects look like in the cluster is what
+policy-server records, through creation, deletion while nobody watched, and an API server restart."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+
+from tests.conftest import ADMIN
+from tests.integration.conftest import AR_E, PROD_P6, PROD_P7
+from tests.support.kube import demo_objects
+
+PLURALS = {"Stage": "stages", "Promotion": "promotions", "Freight": "freights", "AnalysisRun": "analysisruns"}
+RESOURCES = {
+    "Stage": "stages.kargo.akuity.io",
+    "Promotion": "promotions.kargo.akuity.io",
+    "Freight": "freights.kargo.akuity.io",
+    "AnalysisRun": "analysisruns.argoproj.io",
+}
+
+
+def _watching(server_factory, kube, tmp_path, *namespaces: str, data: str = "data"):
+    env = {
+        "POLICY_SERVER_DATA_DIR": str(tmp_path / data),
+        "POLICY_SERVER_ENGINE_WORKERS": "1",
+        "POLICY_SERVER_WATCH": "true",
+        "POLICY_SERVER_KUBECONFIG": str(kube.kubeconfig),
+        "POLICY_SERVER_WATCH_NAMESPACES": ",".join(namespaces),
+    }
+    server = server_factory(env)
+    _until(lambda: httpx.get(f"{server.url}/ready", timeout=5).status_code == 200, "the watcher's initial list")
+    return server
+
+
+def _until(condition, what: str, timeout: float = 20.0):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = condition()
+            if last:
+                return last
+        except (httpx.HTTPError, KeyError, AssertionError):
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"not reached in {timeout} s: {what} (last: {last!r})")
+
+
+def _recorded(server, namespace: str) -> dict[str, dict[str, str]]:
+    """What policy-server holds for the namespace: kind → name → resourceVersion."""
+    with httpx.Client(base_url=server.url, headers=ADMIN, timeout=10) as http:
+        return {
+            kind: {o["name"]: o["resource_version"] for o in http.get(f"/v1/state/{plural}/{namespace}").json()}
+            for kind, plural in PLURALS.items()
+        }
+
+
+def _served(kube, namespace: str) -> dict[str, dict[str, str]]:
+    """What the API server serves for the namespace, in the same shape."""
+    return {
+        kind: {o["metadata"]["name"]: o["metadata"]["resourceVersion"] for o in kube.get(resource, namespace)}
+        for kind, resource in RESOURCES.items()
+    }
+
+
+def test_the_demo_project_created_with_kubectl_is_recorded_as_served(server_factory, kube, tmp_path):
+    namespace = kube.project()
+    server = _watching(server_factory, kube, tmp_path)  # no namespaces given: every Kargo project namespace
+    objects = demo_objects()
+    for obj in objects:
+        kube.create(obj, namespace)
+    served = _served(kube, namespace)
+    assert sum(map(len, served.values())) == len(objects) == 25
+    _until(lambda: _recorded(server, namespace) == served, "every object at the resourceVersion the API serves")
+
+    with httpx.Client(base_url=server.url, headers=ADMIN, timeout=30) as http:
+        prod = http.get(f"/v1/namespaces/{namespace}/stages/prod").json()
+        assert [p["name"] for p in prod["queue"]] == [PROD_P6, PROD_P7]
+        assert prod["current_verification"]["name"] == AR_E
+        decision = http.post("/v1/decisions", json={"promotion": {"namespace": namespace, "name": PROD_P6}}).json()
+        assert [r["code"] for r in decision["reasons"]] == ["verification_in_progress"]
+        watch = next(c for c in http.get("/ready").json()["checks"] if c["name"] == "watch")
+        assert watch["ok"] and watch["detail"].startswith("watching")
+        metrics = http.get("/metrics").text
+    assert 'policy_server_watch_events_total{kind="Promotion",type="ADDED"}' in metrics
+    assert "policy_server_watch_lag_seconds_count" in metrics
+
+
+def test_an_object_deleted_while_nobody_watched_is_a_tombstone_when_the_watcher_is_back(server_factory, kube, tmp_path):
+    namespace = kube.project()
+    server = _watching(server_factory, kube, tmp_path, namespace)
+    for obj in demo_objects():
+        kube.create(obj, namespace)
+    _until(lambda: PROD_P7 in _recorded(server, namespace)["Promotion"], "P7 recorded")
+    server.stop()
+
+    kube.kubectl("delete", "promotions.kargo.akuity.io", PROD_P7, "-n", namespace)
+    server = _watching(server_factory, kube, tmp_path, namespace)  # the same store: the same data directory
+    with httpx.Client(base_url=server.url, headers=ADMIN, timeout=30) as http:
+        assert http.get(f"/v1/state/promotions/{namespace}/{PROD_P7}").status_code == 404
+        prod = http.get(f"/v1/namespaces/{namespace}/stages/prod").json()
+        assert [p["name"] for p in prod["queue"]] == [PROD_P6]
+    assert _recorded(server, namespace) == _served(kube, namespace)
+
+
+def test_an_api_server_restart_mid_stream_loses_no_update(server_factory, kube, tmp_path):
+    namespace = kube.project()
+    server = _watching(server_factory, kube, tmp_path, namespace)
+    for obj in demo_objects():
+        kube.create(obj, namespace)
+    # Kargo starts P6 while the API server goes away and comes back; then more changes follow at once.
+    kube.patch_status("Promotion", PROD_P6, namespace, {"phase": "Running"})
+    kube.stop_apiserver()
+    time.sleep(1)
+    kube.start_apiserver()
+    kube.patch_status("AnalysisRun", AR_E, namespace, {"phase": "Failed", "message": "error rate too high"})
+    kube.patch_status("Promotion", PROD_P6, namespace, {"phase": "Succeeded"})
+    kube.kubectl("delete", "promotions.kargo.akuity.io", PROD_P7, "-n", namespace)
+    served = _served(kube, namespace)
+    _until(lambda: _recorded(server, namespace) == served, "the state the API server serves after the restart", 60)
+    with httpx.Client(base_url=server.url, headers=ADMIN, timeout=30) as http:
+        p6 = http.get(f"/v1/namespaces/{namespace}/promotions/{PROD_P6}").json()
+    assert p6["phase"] == "Succeeded"
