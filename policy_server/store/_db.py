@@ -37,6 +37,7 @@ class Database:
         fast_path: bool = True,
     ) -> None:
         self.url = url
+        self.pool_size = pool_size + max_overflow
         parsed = make_url(url)
         self.dialect = parsed.get_backend_name()
         self.sqlite_file: str | None = None

@@ -49,7 +49,7 @@ class PortableHotPath:
         return claim_of(rows[0]) if rows else None
 
     async def record_decisions(self, entries: list[DecisionEntry]) -> list[tuple[str, int]]:
-        subjects = sorted({_subject(e) for e in entries})
+        subjects = sorted({lock_subject(e) for e in entries})
         async with self.db.write() as conn:
             await self.db.lock(conn, [f"decisions/{s}" for s in subjects])
             return await record_batch(conn, entries)
@@ -123,6 +123,7 @@ async def _lasts(conn: AsyncConnection, entries: list[DecisionEntry]) -> dict[tu
     return found
 
 
-def _subject(entry: DecisionEntry) -> str:
+def lock_subject(entry: DecisionEntry) -> str:
+    """The name of the lock that serialises the logging of one question."""
     asked = entry.promotion if entry.promotion is not None else f"(prospective)/{entry.stage}"
     return f"{entry.namespace}/{asked}"

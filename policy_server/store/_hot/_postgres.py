@@ -1,28 +1,43 @@
-"""The hot path on PostgreSQL: a decision's facts in one statement that builds them as JSON, through asyncpg.
+"""The hot path on PostgreSQL: one round trip per read or logged batch, through an asyncpg pool of its own.
 
 Read statement by statement (the portable path), a fresh decision's facts took eight round trips inside a
-REPEATABLE READ transaction, each compiled by SQLAlchemy. Here one statement reads the Promotion, its Stage,
-the queue, the recent history, the newest Succeeded Promotion, the run that verifies it, the Freight and the
-state versions, and PostgreSQL returns them as one JSON document: one round trip, one snapshot (a single
-statement sees one), no transaction to open or close. Statements are prepared once per connection (asyncpg's
-statement cache). Decisions are logged as the portable path logs them (advisory locks per question).
+REPEATABLE READ transaction, each compiled by SQLAlchemy, on a pooled connection pinged at every checkout. Here
+one statement reads the Promotion, its Stage, the queue, the recent history, the newest Succeeded Promotion,
+the run that verifies it, the Freight and the state versions, and PostgreSQL returns them as one JSON document:
+one round trip, one snapshot (a single statement sees one), no transaction to open or close. A batch of
+decisions is logged by one call of ``policy_server_record_decisions`` (migration 0012), which takes the
+questions' advisory locks and folds or inserts each entry as the portable path does, in one transaction.
+Statements are prepared once per connection (asyncpg's statement cache).
 """
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import contextlib
+import os
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import asyncpg
 import msgspec
+from sqlalchemy.engine import make_url
 
 from policy_server.errors import Unavailable
 from policy_server.kargo import PromotionFacts, RunFacts
-from policy_server.store._hot._portable import PortableHotPath
+from policy_server.store._hot._portable import PortableHotPath, lock_subject
 from policy_server.store._reads import stage_state
-from policy_server.store._rows import PROMOTION_COLUMNS, RUN_COLUMNS, STAGE_COLUMNS, AttrRow
-from policy_server.store._types import Claim, DecisionFacts
+from policy_server.store._rows import (
+    PROMOTION_COLUMNS,
+    RUN_COLUMNS,
+    STAGE_COLUMNS,
+    AttrRow,
+    decision_row,
+    encode_input,
+    reason_rows,
+)
+from policy_server.store._types import Claim, DecisionEntry, DecisionFacts
 from policy_server.store._versions import FREIGHT_SCOPE, Versions, stage_scope, versions_of
 
 if TYPE_CHECKING:
@@ -82,13 +97,28 @@ _RUN_TIMES = ("created_at", "started_at", "completed_at")
 _UNAVAILABLE_SQLSTATE = ("08", "57", "53")
 
 
+_RECORD = "SELECT out_id, out_repeats FROM policy_server_record_decisions($1::jsonb)"
+_json = msgspec.json.Encoder()
+
+
 class PostgresHotPath(PortableHotPath):
-    """One statement per read on the pool's raw asyncpg connections; logging as the portable path does."""
+    """One statement per read, one function call per logged batch, on asyncpg connections of its own."""
 
     name = "postgresql"
 
     def __init__(self, db: Database) -> None:
         super().__init__(db)
+        self._pool: asyncpg.Pool | None = None
+        self._owner: tuple[int, asyncio.AbstractEventLoop] | None = None
+        self._opening = asyncio.Lock()
+        url = make_url(db.url).set(drivername="postgresql")
+        self._dsn = url.render_as_string(hide_password=False)
+
+    async def record_decisions(self, entries: list[DecisionEntry]) -> list[tuple[str, int]]:
+        document = _json.encode([_entry(e) for e in entries]).decode()
+        async with self._driver() as driver:
+            rows = await driver.fetch(_RECORD, document)
+        return [(row["out_id"], row["out_repeats"]) for row in rows]
 
     async def decision_facts(
         self, namespace: str, promotion: str | None, stage: str | None, freight: str | None, recent: int
@@ -125,18 +155,43 @@ class PostgresHotPath(PortableHotPath):
             return None
         return Claim(row["promotion"], row["decision_id"], row["claimed_at"], row["expires_at"], row["phase"])
 
+    async def close(self) -> None:
+        pool, owner = self._pool, self._owner
+        self._pool = self._owner = None
+        if pool is not None and owner == (os.getpid(), asyncio.get_running_loop()):
+            await pool.close()  # another process's or loop's pool is not ours to close
+
+    async def _open(self) -> asyncpg.Pool:
+        """This process's and event loop's pool (a forked worker or a new loop opens its own)."""
+        here = (os.getpid(), asyncio.get_running_loop())
+        if self._pool is not None and self._owner == here:
+            return self._pool
+        async with self._opening:
+            if self._pool is None or self._owner != here:
+                self._pool = await asyncpg.create_pool(
+                    self._dsn,
+                    min_size=1,
+                    max_size=max(2, self.db.pool_size),
+                    max_inactive_connection_lifetime=300,
+                    reset=_keep,
+                    # Plan once per connection: planning the facts statement took as long as running it, and
+                    # its plan (index lookups by equality) does not depend on the values.
+                    server_settings={"plan_cache_mode": "force_generic_plan"},
+                )
+                self._owner = here
+        return self._pool
+
     @contextlib.asynccontextmanager
     async def _driver(self) -> AsyncIterator[Any]:
-        """A pooled connection's asyncpg connection, outside any transaction; lost connections → Unavailable."""
-        async with self.db.autocommit_connection() as conn:
-            raw = await conn.get_raw_connection()
-            try:
-                yield raw.driver_connection
-            except Exception as exc:
-                if not _connection_trouble(exc):
-                    raise
-                await conn.invalidate()
-                raise Unavailable(f"the database connection was lost: {str(exc).strip()[:200]}") from exc
+        """A pooled asyncpg connection, outside any transaction; a lost or refused connection → Unavailable."""
+        try:
+            pool = await self._open()
+            async with pool.acquire() as driver:
+                yield driver
+        except Exception as exc:
+            if not _connection_trouble(exc):
+                raise
+            raise Unavailable(f"the database is unavailable: {str(exc).strip()[:200]}") from exc
 
 
 def _connection_trouble(exc: BaseException) -> bool:
@@ -170,3 +225,22 @@ def _run(row: dict[str, Any]) -> RunFacts:
     for column in _RUN_TIMES:
         row[column] = _time(row[column])
     return RunFacts(**row)
+
+
+async def _keep(_connection: asyncpg.Connection) -> None:
+    """No reset when a connection goes back to the pool (asyncpg's default costs a round trip): these statements
+    leave no session state behind (no SET, no LISTEN, only transaction-scoped advisory locks)."""
+
+
+def _entry(entry: DecisionEntry) -> dict[str, Any]:
+    """A decision as the logging function reads it (the same row shapes as every other path)."""
+    row = decision_row(entry)
+    encoding, body = encode_input(entry.input)
+    return {
+        **row,
+        "evaluated_at": entry.evaluated_at.isoformat(),
+        "subject": lock_subject(entry),
+        "encoding": encoding,
+        "body": base64.b64encode(body).decode(),
+        "reasons": [[r["kind"], r["policy"], r["code"]] for r in reason_rows(entry)],
+    }
