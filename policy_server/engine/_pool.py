@@ -200,6 +200,18 @@ class _Zygote:
                 await asyncio.wait_for(self.process.wait(), 5)
 
 
+@dataclass(frozen=True, slots=True)
+class WorkerView:
+    """A worker process as the pool sees it (for status and tests)."""
+
+    pid: int
+    compiled: frozenset[str]
+    """Keys of the bundles it holds compiled."""
+    forked: bool
+    """Forked from the zygote with its bundles compiled (rather than started from scratch)."""
+    alive: bool = True
+
+
 class _Worker:
     """One worker process and what it has compiled."""
 
@@ -362,6 +374,20 @@ class WorkerPool:
     def idle(self) -> int:
         """Workers free right now."""
         return self._idle.qsize() if self._idle is not None else self.size
+
+    def workers(self) -> list[WorkerView]:
+        """The current workers as the pool sees them: what each holds compiled, and how it was started."""
+        return [
+            WorkerView(w.pid, frozenset(w.compiled), bool(getattr(w.process, "forked", False))) for w in self._workers
+        ]
+
+    def zygote(self) -> WorkerView | None:
+        """The zygote workers are forked from (None when there is none), with what it holds compiled."""
+        z = self._zygote
+        if z is None:
+            return None
+        pid = z.process.pid if z.process is not None else 0
+        return WorkerView(pid, frozenset(z.compiled), False, alive=z.alive())
 
     async def evaluate(
         self, bundle: Compile, request: EvaluateEach | EvaluatePreset, *, timeout_s: float | None = None

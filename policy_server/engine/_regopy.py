@@ -19,7 +19,7 @@ from policy_server.engine._protocol import Call, EvaluateEach, EvaluatePreset, O
 
 _log = logging.getLogger(__name__)
 # An outcome the preset path gave that is asked again with one input per policy: a crash (see
-# ``_no_preset``), or an error the policy may not raise on its own input.
+# ``presets_off``), or an error the policy may not raise on its own input.
 _RETRY = {ENGINE_CRASHED, EVALUATION_ERROR, INVALID_RESULT}
 
 
@@ -30,8 +30,8 @@ class RegopyEvaluator:
 
     def __init__(self, pool: WorkerPool) -> None:
         self.pool = pool
-        self._no_preset: set[str] = set()
-        """Policy sets that crashed the engine with preset parameters."""
+        self.presets_off: set[str] = set()
+        """Policy sets that crashed the engine with preset parameters: asked one policy at a time from then on."""
 
     async def start(self) -> None:
         """Start the worker processes."""
@@ -62,13 +62,13 @@ class RegopyEvaluator:
         if not calls:
             return []
         shared = shared_document(calls)
-        preset = self._preset_request(bundle, calls, shared)
+        preset = self.preset_request(bundle, calls, shared)
         if preset is not None:
             outcomes = await self._send(bundle, calls, preset)
             crashed = any(o.failure is not None and o.failure.code == ENGINE_CRASHED for o in outcomes)
             if crashed:
                 # Never again for this policy set: its policies go back to one input each (below).
-                self._no_preset.add(bundle.key)
+                self.presets_off.add(bundle.key)
                 _log.warning("policy set %s crashed the engine with preset parameters; evaluating it "
                              "with one input per policy from now on", bundle.key)  # fmt: skip
             if not any(o.failure is not None and o.failure.code in _RETRY for o in outcomes):
@@ -80,12 +80,12 @@ class RegopyEvaluator:
             request = EvaluateEach(bundle.key, entries, shared)
         return await self._send(bundle, calls, request)
 
-    def _preset_request(
+    def preset_request(
         self, bundle: Bundle, calls: Sequence[PolicyCall], shared: dict[str, Any] | None
     ) -> EvaluatePreset | None:
         """One input for the whole decision, when every policy is asked with the parameters it was compiled
         with (the active set: building the input is most of regopy's time, 3 policies → a third)."""
-        if shared is None or bundle.key in self._no_preset:
+        if shared is None or bundle.key in self.presets_off:
             return None
         entries = []
         for pid, doc in calls:

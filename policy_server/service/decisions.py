@@ -232,6 +232,21 @@ class DecisionService:
                 self._inputs.popitem(last=False)
         return facts, document, input_hash
 
+    async def input_for(self, question: Question, now: datetime) -> dict[str, Any]:
+        """The input document a decision about ``question`` evaluates at ``now`` (from kept facts while the
+        state versions they were read at hold, else read afresh)."""
+        return (await self._input(question, now))[1]
+
+    def kept(self) -> tuple[list[tuple[str, str | None, str | None, str | None]], int]:
+        """What the service keeps for reuse: the questions whose inputs are kept (oldest first), and how many
+        verdicts (both bounded by ``cache_entries``; verdicts also by ``cache_ttl_s``)."""
+        return list(self._inputs), len(self._cache)
+
+    @staticmethod
+    def document_for(facts: DecisionFacts, question: Question, now: datetime) -> dict[str, Any]:
+        """The input document of ``question`` from ``facts`` read for it."""
+        return DecisionService._document(facts, question, now)
+
     @staticmethod
     def _document(facts: DecisionFacts, question: Question, now: datetime) -> dict[str, Any]:
         return document_from_facts(

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -233,13 +234,13 @@ print(resident() - before)
             assert bool(outcome.deny) == (n > 1)
             seen.update(evaluator.pool.pids)
             for _ in range(100):  # the replacement is ready before it serves
-                if evaluator.pool._idle.qsize():
+                if evaluator.pool.idle:
                     break
                 await asyncio.sleep(0.05)
         assert evaluator.pool.recycled >= 3 and len(seen) >= 4
         assert evaluator.pool.restarts == 0
         # Replacements are forked from the zygote with the bundle already compiled.
-        assert all(bundle.key in w.compiled and getattr(w.process, "forked", False) for w in evaluator.pool._workers)
+        assert all(bundle.key in w.compiled and w.forked for w in evaluator.pool.workers())
     finally:
         await evaluator.close()
 
@@ -249,24 +250,27 @@ async def test_workers_are_forked_ready_and_a_crashed_one_is_replaced_by_a_fork(
     try:
         bundle = Bundle.of([GOOD])
         await asyncio.gather(*(evaluator.evaluate(bundle, [("good", {"p": 2})]) for _ in range(4)))
-        zygote = evaluator.pool._zygote
-        assert zygote is not None and zygote.alive()
+        zygote = evaluator.pool.zygote()
+        assert zygote is not None and zygote.alive
         for _ in range(100):  # the zygote learns the bundle once a worker compiled it
-            if bundle.key in zygote.compiled:
+            zygote = evaluator.pool.zygote()
+            if zygote is not None and bundle.key in zygote.compiled:
                 break
             await asyncio.sleep(0.05)
         crash = demo("crash", 'deny contains "r" if regex.match(`^(a|b)*$`, input.s)')
         (outcome,) = await evaluator.evaluate(Bundle.of([crash]), [("crash", {"s": "ab" * 100_000})])
         assert outcome.failure is not None and outcome.failure.code in (ENGINE_CRASHED, EVALUATION_TIMEOUT)
         assert evaluator.pool.restarts == 1
-        replaced = [w for w in evaluator.pool._workers if bundle.key in w.compiled and len(w.compiled) == 1]
-        assert replaced and all(getattr(w.process, "forked", False) for w in evaluator.pool._workers)
+        replaced = [w for w in evaluator.pool.workers() if bundle.key in w.compiled and len(w.compiled) == 1]
+        assert replaced and all(w.forked for w in evaluator.pool.workers())
         started = time.monotonic()
         (outcome,) = await evaluator.evaluate(bundle, [("good", {"p": 2})])
         assert outcome.deny and time.monotonic() - started < 1
     finally:
         await evaluator.close()
-    assert not zygote.alive()
+    closed = evaluator.pool.zygote()
+    assert closed is None or not closed.alive
+    assert zygote is not None and not Path(f"/proc/{zygote.pid}").exists()  # the zygote process is gone
 
 
 LIMIT = demo(
@@ -292,16 +296,16 @@ async def test_one_input_serves_every_policy_each_with_its_own_parameters(evalua
         assert all(o.failure is None for o in outcomes), outcomes
         return [[d["code"] for d in o.deny] for o in outcomes]
 
-    assert evaluator._preset_request(bundle, calls(5, {"max": 3}, {"strict": True}), None) is None
+    assert evaluator.preset_request(bundle, calls(5, {"max": 3}, {"strict": True}), None) is None
     from policy_server.engine._regopy import shared_document
 
     same = calls(5, {"max": 3}, {"strict": True})
-    assert evaluator._preset_request(bundle, same, shared_document(same)) is not None
+    assert evaluator.preset_request(bundle, same, shared_document(same)) is not None
     assert await codes(5, {"max": 3}, {"strict": True}) == [["over"], ["strict"]]
     assert await codes(2, {"max": 3}, {"strict": True}) == [[], ["strict"]]
     # Parameters other than the compiled ones (an evaluation of a what-if) go the per-policy way.
     other = calls(5, {"max": 7}, {"strict": False})
-    assert evaluator._preset_request(bundle, other, shared_document(other)) is None
+    assert evaluator.preset_request(bundle, other, shared_document(other)) is None
     assert await codes(5, {"max": 7}, {"strict": False}) == [[], []]
     (message,) = (await evaluator.evaluate(bundle, calls(5, {"max": 3}, {"strict": True})))[0].deny
     assert message["message"] == "5 > 3"
@@ -318,7 +322,7 @@ async def test_a_policy_set_that_crashes_with_preset_parameters_is_answered_one_
     restarts = evaluator.pool.restarts
     (outcome,) = await evaluator.evaluate(bundle, call)
     assert outcome.failure is None and [d["code"] for d in outcome.deny] == ["over"]
-    assert evaluator._no_preset == {"crashing-preset"}
+    assert evaluator.presets_off == {"crashing-preset"}
     assert evaluator.pool.restarts == restarts + 1
     (outcome,) = await evaluator.evaluate(bundle, call)
     assert outcome.failure is None and evaluator.pool.restarts == restarts + 1

@@ -49,7 +49,7 @@ async def test_a_worker_that_dropped_the_active_set_compiles_it_again_and_answer
         assert outcome.failure is None and outcome.deny == [{"code": "too_big", "message": "p > 1"}]
         assert evaluator.pool.restarts == 0
         # The pool's view is the worker's: it learnt what the worker holds from its replies.
-        (worker,) = evaluator.pool._workers
+        (worker,) = evaluator.pool.workers()
         assert bundle.key in worker.compiled and len(worker.compiled) <= BUNDLE_SLOTS
     finally:
         await evaluator.close()
@@ -138,7 +138,8 @@ async def test_the_pool_never_compiles_in_the_zygote_what_authors_submit():
         request = EvaluateEach(bundle.key, [Call(bundle.entrypoints["good"], {"p": 2})])
         await pool.evaluate(bundle.compile_request(), request)
         await asyncio.sleep(0.2)
-        assert pool._zygote is not None and bundle.key not in pool._zygote.compiled
+        zygote = pool.zygote()
+        assert zygote is not None and bundle.key not in zygote.compiled
     finally:
         await pool.close()
 

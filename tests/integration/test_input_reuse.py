@@ -35,7 +35,7 @@ async def _fresh(state: StateStore, question: Question, now: datetime) -> dict:
     facts = await state.decision_facts(
         question.namespace, promotion=question.promotion, stage=question.stage, freight=question.freight
     )
-    return DecisionService._document(facts, question, now)
+    return DecisionService.document_for(facts, question, now)
 
 
 async def test_reused_inputs_equal_a_fresh_read_at_every_step_of_the_watch_stream(database_url, fixtures_dir):
@@ -52,10 +52,10 @@ async def test_reused_inputs_equal_a_fresh_read_at_every_step_of_the_watch_strea
             for question in _questions(names):
                 for _ in range(2):  # the second time is answered from the reused input, when versions hold
                     now = datetime.now(UTC)
-                    _, document, _ = await service._input(question, now)
+                    document = await service.input_for(question, now)
                     assert document == await _fresh(state, question, now), (line[:80], question)
             reused += 1
-        hits = [v for k, v in service._inputs.items() if k[1] in names]
+        hits = [k for k in service.kept()[0] if k[1] in names]
         assert hits and reused > 10
     finally:
         await db.dispose()
@@ -69,7 +69,7 @@ async def test_a_change_to_the_stage_its_promotions_runs_or_freight_is_seen_at_o
             await state.apply(parse_body(path.read_bytes(), "application/json"))
         question = Question("kargo-demo", promotion=PROD_P7)
         versions_before = (await service.state.decision_facts("kargo-demo", promotion=PROD_P7)).versions
-        _, before, _ = await service._input(question, datetime.now(UTC))
+        before = await service.input_for(question, datetime.now(UTC))
 
         # A verification run moved to another Stage by its label: prod's input no longer holds it.
         run = await state.get(ObjectKey(Kind.ANALYSIS_RUN, "kargo-demo", AR_E))
@@ -78,7 +78,7 @@ async def test_a_change_to_the_stage_its_promotions_runs_or_freight_is_seen_at_o
         moved["metadata"]["labels"]["kargo.akuity.io/stage"] = "uat"
         moved["metadata"]["resourceVersion"] = str(int(moved["metadata"]["resourceVersion"]) + 100000)
         await state.apply(parse_body(json.dumps(moved).encode(), "application/json"))
-        _, after, _ = await service._input(question, datetime.now(UTC))
+        after = await service.input_for(question, datetime.now(UTC))
         assert after == await _fresh(state, question, datetime.fromisoformat(after["now"]))
         assert (await state.versions("kargo-demo", "prod"))[1] > versions_before[1]
 
@@ -89,14 +89,12 @@ async def test_a_change_to_the_stage_its_promotions_runs_or_freight_is_seen_at_o
         changed["status"]["verifiedIn"] = {"somewhere-new": {}}
         changed["metadata"]["resourceVersion"] = str(int(changed["metadata"]["resourceVersion"]) + 100000)
         await state.apply(parse_body(json.dumps(changed).encode(), "application/json"))
-        _, with_freight, _ = await service._input(
-            Question("kargo-demo", stage="prod", freight=FREIGHT), datetime.now(UTC)
-        )
+        with_freight = await service.input_for(Question("kargo-demo", stage="prod", freight=FREIGHT), datetime.now(UTC))
         assert "somewhere-new" in with_freight["freight"][FREIGHT]["verified_in"]
 
         # A Promotion deleted through the API's delete path.
         assert await state.delete(ObjectKey(Kind.PROMOTION, "kargo-demo", PROD_P6))
-        _, gone, _ = await service._input(question, datetime.now(UTC))
+        gone = await service.input_for(question, datetime.now(UTC))
         assert PROD_P6 not in gone["queue"]
         assert gone == await _fresh(state, question, datetime.fromisoformat(gone["now"]))
     finally:
@@ -121,11 +119,12 @@ async def test_kept_inputs_and_verdicts_stay_bounded(database_url, fixtures_dir)
         ]
         for question in questions:
             await service.decide(question)
-        assert len(service._inputs) == 5 and len(service._cache) <= 5
-        assert list(service._inputs)[-1] == ("kargo-demo", None, "prod", "f3")  # the newest are kept
+        inputs, verdicts = service.kept()
+        assert len(inputs) == 5 and verdicts <= 5
+        assert inputs[-1] == ("kargo-demo", None, "prod", "f3")  # the newest are kept
         await asyncio.sleep(0.3)
         await service.decide(questions[0])
-        assert len(service._cache) == 1  # the expired verdicts went with the next one
+        assert service.kept()[1] == 1  # the expired verdicts went with the next one
     finally:
         await service.log.close()
         await policies.engine.close()

@@ -157,12 +157,12 @@ def engines():
 
     def both(document: dict, variant: int = 0) -> tuple[dict, dict]:
         calls = [(pid, {**document, "parameters": variants[variant][pid]}) for pid in drafts]
-        assert preset_engine._preset_request(presets[variant], calls, shared_document(calls)) is not None
+        assert preset_engine.preset_request(presets[variant], calls, shared_document(calls)) is not None
         left = loop.run_until_complete(regopy.evaluate(bundle, calls))
         preset = loop.run_until_complete(preset_engine.evaluate(presets[variant], calls))
         right = loop.run_until_complete(remote.evaluate(bundle, calls))
         assert _verdicts(preset) == _verdicts(left), "preset parameters changed a verdict"
-        assert not preset_engine._no_preset
+        assert not preset_engine.presets_off
         return _verdicts(left), _verdicts(right)
 
     both.variants = len(variants)
