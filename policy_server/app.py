@@ -82,7 +82,7 @@ TAGS = [
 
 
 if TYPE_CHECKING:
-    from policy_server.cluster import Watcher
+    from policy_server.cluster import Enforcer, Watcher
 
 
 class Services:
@@ -108,6 +108,7 @@ class Services:
         )
         self.access_service = AccessService(AccessStore(self.database), enabled=settings.auth == "enabled")
         self.watcher: Watcher | None = None
+        self.enforcer: Enforcer | None = None
         self.decision_service = DecisionService(
             self.state_store,
             DecisionStore(self.database),
@@ -135,14 +136,40 @@ class Services:
             _log.error("database schema is not at %s: run `policy-server db upgrade`", head_revision())
 
     async def watch_forever(self) -> None:
-        """With ``watch`` on: record Kargo state straight from the Kubernetes API into this server's store."""
-        from policy_server.cluster import StoreSink, Watcher, api_client
+        """With ``watch`` on: record Kargo state straight from the Kubernetes API into this server's store, and
+        (``enforce`` not off) take on the abort actions of the Stages that change, while holding the Lease."""
+        from policy_server.cluster import Enforcer, LeaseElector, StoreSink, Watcher, api_client, identity
 
-        api = await api_client(self.settings.kubeconfig or None)
-        self.watcher = Watcher(api, StoreSink(self.state_store), self.settings.namespaces_to_watch)
+        settings = self.settings
+        api = await api_client(settings.kubeconfig or None)
+        tasks: list[asyncio.Task[None]] = []
+        enforcer = None
+        if settings.enforce != "off":
+            me = identity()
+            elector = LeaseElector(api, settings.lease_namespace or _pod_namespace(), holder=me)
+            enforcer = Enforcer(
+                api,
+                self.decision_service,
+                self.state_store,
+                AccessStore(self.database),
+                settings.enforce,
+                leadership=elector,
+                identity=me,
+            )
+            self.enforcer = enforcer
+            tasks += [asyncio.create_task(elector.run()), asyncio.create_task(enforcer.run())]
+        self.watcher = Watcher(
+            api,
+            StoreSink(self.state_store),
+            settings.namespaces_to_watch,
+            on_change=enforcer.notice if enforcer is not None else None,
+        )
         try:
             await self.watcher.run()
         finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             await api.close()
 
     async def prune_forever(self) -> None:
@@ -163,6 +190,18 @@ class Services:
         await self.engine.close()
         await self.workbench.close()
         await self.database.dispose()
+
+
+def _report_end(task: asyncio.Task[None]) -> None:
+    """A background task (watcher, pruner) that ends other than by cancellation is an error worth a line."""
+    if not task.cancelled() and task.exception() is not None:
+        _log.error("background task %s stopped: %s", task.get_name(), task.exception(), exc_info=task.exception())
+
+
+def _pod_namespace() -> str:
+    """The namespace this pod runs in (its service account says), else ``default``."""
+    path = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+    return os.environ.get("POD_NAMESPACE") or (path.read_text().strip() if path.is_file() else "default")
 
 
 def decision_engine(settings: Settings) -> Evaluator:
@@ -237,6 +276,8 @@ class PolicyServerPlugin(InitPluginProtocol):
                 background.append(asyncio.create_task(services.prune_forever()))
                 if settings.watch:
                     background.append(asyncio.create_task(services.watch_forever(), name="watcher"))
+                for task in background:
+                    task.add_done_callback(_report_end)
                 yield
             finally:
                 for task in background:

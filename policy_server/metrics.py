@@ -66,6 +66,14 @@ WATCH_RELISTS = Counter(
     "Lists made by the watcher, by kind and why (list, gone: 410).",
     ["kind", "reason"],
 )
+LEADER = Gauge(
+    "policy_server_enforcer_leader", "1 while this process holds the enforcer Lease.", multiprocess_mode="livemax"
+)
+ENFORCED = Counter(
+    "policy_server_enforced_actions_total",
+    "Actions the enforcer took on, by action and outcome (applied, already_done, dry_run, failed).",
+    ["action", "outcome"],
+)
 WATCH_LAG = Histogram(
     "policy_server_watch_lag_seconds",
     "From an object's last change in the API server (managedFields time, whole seconds) to its recording.",

@@ -136,6 +136,13 @@ class Settings:
     watch_namespaces: str = ""
     """Namespaces to watch, comma-separated; empty: every namespace labelled ``kargo.akuity.io/project=true``
     (``POLICY_SERVER_WATCH_NAMESPACES``; ``run --namespace``)."""
+    enforce: Literal["off", "dry-run", "on"] = "dry-run"
+    """With ``watch``: apply the abort actions of decisions to the cluster (``on``), only log what would be done
+    (``dry-run``, the default: nothing in the cluster changes until an operator says so), or neither (``off``)
+    (``POLICY_SERVER_ENFORCE``; ``run --enforce``)."""
+    lease_namespace: str = ""
+    """Where the enforcer's Lease lives (one replica enforces); empty: the pod's namespace, else ``default``
+    (``POLICY_SERVER_LEASE_NAMESPACE``)."""
     kubeconfig: str = ""
     """The kubeconfig to use; empty: ``KUBECONFIG``, ``~/.kube/config``, or the pod's service account
     (``POLICY_SERVER_KUBECONFIG``)."""

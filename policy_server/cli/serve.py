@@ -23,6 +23,13 @@ from policy_server.settings import Settings
 )
 @click.option("--namespace", "namespaces", multiple=True, help="With --watch: " + NAMESPACE_HELP)
 @click.option("--kubeconfig", default=None, help="With --watch: " + KUBECONFIG_HELP)
+@click.option(
+    "--enforce",
+    type=click.Choice(["off", "dry-run", "on"]),
+    default=None,
+    help="With --watch: apply abort actions (on), log what would be done (dry-run), or neither "
+    "[env POLICY_SERVER_ENFORCE; default dry-run].",
+)
 def run(
     host: str | None,
     port: int | None,
@@ -30,12 +37,18 @@ def run(
     watch: bool | None,
     namespaces: tuple[str, ...],
     kubeconfig: str | None,
+    enforce: str | None,
 ) -> None:
     """Serve the API (the embedded SQLite store is created and upgraded by itself)."""
     import uvicorn
 
     settings = load_settings(
-        host=host, port=port, watch=watch, watch_namespaces=",".join(namespaces) or None, kubeconfig=kubeconfig
+        host=host,
+        port=port,
+        watch=watch,
+        watch_namespaces=",".join(namespaces) or None,
+        kubeconfig=kubeconfig,
+        enforce=enforce,
     )
     configure_logging(settings.log_level, settings.log_format)
     for name in settings.extra:
@@ -55,6 +68,7 @@ def run(
     os.environ["POLICY_SERVER_WATCH"] = "true" if settings.watch else "false"
     os.environ["POLICY_SERVER_WATCH_NAMESPACES"] = settings.watch_namespaces
     os.environ["POLICY_SERVER_KUBECONFIG"] = settings.kubeconfig
+    os.environ["POLICY_SERVER_ENFORCE"] = settings.enforce
     os.environ["POLICY_SERVER_AUTO_MIGRATE"] = "false"
     os.environ["POLICY_SERVER_CONFIGURE_LOGGING"] = "1"  # worker processes set up logging themselves
     if workers > 1 and not settings.engine_workers:

@@ -16,6 +16,7 @@ from policy_server.store._models import metadata
 from policy_server.store._policies import Policy, PolicyStore, Revision, RevisionDraft
 from policy_server.store._state import StateStore
 from policy_server.store._types import (
+    ActionOutcome,
     ApplyResult,
     Claim,
     DecisionEntry,
@@ -29,6 +30,7 @@ from policy_server.store._types import (
 
 __all__ = [
     "AccessStore",
+    "ActionOutcome",
     "AuditEvent",
     "Token",
     "ApplyResult",

@@ -11,15 +11,16 @@ from sqlalchemy import delete, insert, select, update
 from ulid import ULID
 
 from policy_server.store._db import Database
-from policy_server.store._models import StageClaimRow
+from policy_server.store._models import ActionOutcomeRow, StageClaimRow
 from policy_server.store._reads import read_claim
 from policy_server.store._rows import DECISION_INPUTS, DECISION_REASONS, DECISIONS, logged
-from policy_server.store._types import Claim, DecisionEntry, DecisionFilter, LoggedDecision
+from policy_server.store._types import ActionOutcome, Claim, DecisionEntry, DecisionFilter, LoggedDecision
 
 _D = DECISIONS
 _R = DECISION_REASONS
 _C = StageClaimRow.__table__
 _I = DECISION_INPUTS
+_O = ActionOutcomeRow.__table__
 
 
 class DecisionStore:
@@ -110,6 +111,31 @@ class DecisionStore:
                 return
             before = page[-1].id
 
+    async def record_outcome(self, outcome: ActionOutcome) -> None:
+        """Note what became of one of a decision's actions."""
+        async with self.db.write() as conn:
+            await conn.execute(
+                insert(_O).values(
+                    id=new_decision_id(outcome.at),
+                    decision_id=outcome.decision_id,
+                    namespace=outcome.namespace,
+                    promotion=outcome.promotion,
+                    action=outcome.action,
+                    outcome=outcome.outcome,
+                    detail=outcome.detail[:2000],
+                    at=outcome.at,
+                )
+            )
+
+    async def outcomes(self, decision_id: str) -> list[ActionOutcome]:
+        """What became of a decision's actions, oldest first."""
+        async with self.db.read() as conn:
+            rows = await conn.execute(select(_O).where(_O.c.decision_id == decision_id).order_by(_O.c.id))
+            return [
+                ActionOutcome(r.decision_id, r.namespace, r.promotion, r.action, r.outcome, r.detail, r.at)
+                for r in rows
+            ]
+
     async def prune(self, older_than: datetime, *, batch: int = 1000) -> int:
         """Delete decisions last given before ``older_than``, in small transactions; returns how many."""
         removed = 0
@@ -121,6 +147,7 @@ class DecisionStore:
                 if not ids:
                     return removed
                 await conn.execute(delete(_R).where(_R.c.decision_id.in_(ids)))
+                await conn.execute(delete(_O).where(_O.c.decision_id.in_(ids)))
                 await conn.execute(delete(_I).where(_I.c.decision_id.in_(ids)))
                 await conn.execute(delete(_D).where(_D.c.id.in_(ids)))
                 removed += len(ids)

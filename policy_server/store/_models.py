@@ -268,6 +268,22 @@ class StageClaimRow(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class ActionOutcomeRow(Base):
+    """What became of an action a decision asked for (the enforcer applied it, found it done, or failed)."""
+
+    __tablename__ = "action_outcomes"
+    __table_args__ = (Index("ix_action_outcomes_decision", "decision_id", "id"),)
+
+    id: Mapped[str] = mapped_column(String(26), primary_key=True)
+    decision_id: Mapped[str] = mapped_column(String(26))
+    namespace: Mapped[str] = mapped_column(_NAME)
+    promotion: Mapped[str] = mapped_column(_NAME)
+    action: Mapped[str] = mapped_column(String(16))
+    outcome: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class TokenRow(Base):
     """An API token: only a hash of its secret is kept."""
 

@@ -163,3 +163,16 @@ class Claim:
         if self.expires_at <= now or self.holder_phase is None:
             return False
         return self.holder_phase != "Running" and self.holder_phase not in PROMOTION_TERMINAL_PHASES
+
+
+@dataclass(frozen=True, slots=True)
+class ActionOutcome:
+    """What became of one action of a decision: ``applied``, ``already_done``, ``dry_run`` or ``failed``."""
+
+    decision_id: str
+    namespace: str
+    promotion: str
+    action: str
+    outcome: str
+    detail: str
+    at: datetime

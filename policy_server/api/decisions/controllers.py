@@ -16,7 +16,13 @@ from litestar.response import Stream
 from litestar.status_codes import HTTP_200_OK
 
 from policy_server.api.auth import CONTROL, READ, SECURITY, PrincipalDep, current_principal
-from policy_server.api.decisions.schemas import DecisionPage, DecisionRequest, DecisionView, StageRef
+from policy_server.api.decisions.schemas import (
+    ActionOutcomeView,
+    DecisionPage,
+    DecisionRequest,
+    DecisionView,
+    StageRef,
+)
 from policy_server.api.params import Since, Until, query_time
 from policy_server.api.policies.controllers import actions as action_views
 from policy_server.api.policies.controllers import reasons as reason_views
@@ -185,7 +191,18 @@ class DecisionsController(Controller):
         if found is None:
             raise NotFound(f"decision {decision_id} does not exist (or was pruned)")
         principal.require_namespace(found.namespace)
-        return logged_view(found)
+        view = logged_view(found)
+        view.action_outcomes = [
+            ActionOutcomeView(
+                promotion=PromotionRef(namespace=o.namespace, name=o.promotion),
+                action=o.action,
+                outcome=o.outcome,
+                detail=o.detail,
+                at=format_time(o.at) or "",
+            )
+            for o in await decision_service.decisions.outcomes(decision_id)
+        ]
+        return view
 
 
 async def _export(service: DecisionService, where: DecisionFilter) -> AsyncIterator[bytes]:

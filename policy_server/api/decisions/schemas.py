@@ -30,6 +30,17 @@ class DecisionRequest(msgspec.Struct, forbid_unknown_fields=True):
     one is observed Running or terminal, or the claim expires."""
 
 
+class ActionOutcomeView(msgspec.Struct):
+    """What became of one action: ``applied`` by the enforcer, ``already_done`` (aborted or finished before),
+    ``dry_run`` (the enforcer is in dry-run mode), or ``failed`` with why."""
+
+    promotion: PromotionRef
+    action: str
+    outcome: str
+    detail: str
+    at: str
+
+
 class DecisionView(msgspec.Struct):
     """A decision: allow or deny, why, and what to do."""
 
@@ -59,6 +70,8 @@ class DecisionView(msgspec.Struct):
     last_at: str | None = None
     caller: str | None = None
     input: dict[str, Any] | None = None
+    action_outcomes: list[ActionOutcomeView] | None = None
+    """What became of the actions (one decision by id; the enforcer applies them)."""
     """The input document that was evaluated (on `GET /v1/decisions/{id}` and in exports)."""
 
 
