@@ -28,6 +28,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from policy_server import __version__
 from policy_server.api.access.controllers import AccessController
+from policy_server.api.admission.controllers import AdmissionController
 from policy_server.api.auth import SECURITY_COMPONENTS, RateLimiter, authorizer, current_principal
 from policy_server.api.decisions.controllers import DecisionsController
 from policy_server.api.examples import VerbatimExample, load_json
@@ -75,6 +76,10 @@ TAGS = [
     Tag(
         name="policies",
         description="Write, validate, test, version and roll back Rego policies; try them on input documents.",
+    ),
+    Tag(
+        name="admission",
+        description="The Kubernetes admission webhook for Promotion creation (AdmissionReview admission.k8s.io/v1).",
     ),
     Tag(name="access", description="Tokens (roles, namespace scopes) and the audit trail: admin only."),
     Tag(name="health", description="Liveness, readiness and metrics."),
@@ -297,6 +302,7 @@ class PolicyServerPlugin(InitPluginProtocol):
                 StagesController,
                 PoliciesController,
                 DecisionsController,
+                AdmissionController,
                 AccessController,
                 EvaluateController,
                 _root,

@@ -109,6 +109,7 @@ def decision_input(
     verification: RunFacts | None = None,
     freight: Mapping[str, Mapping[str, Any]] | None = None,
     prospective: bool = False,
+    point: str = "start",
 ) -> dict[str, Any]:
     """The input document (``policies/README.md`` describes every field; ``parameters`` is set per policy)."""
     promotions: dict[str, dict[str, Any]] = {}
@@ -128,6 +129,7 @@ def decision_input(
             queue_names.append(promotion.name)
     return {
         "version": INPUT_VERSION,
+        "point": point,
         "now": format_time(now),
         "now_ns": time_ns(now),
         "namespace": namespace,

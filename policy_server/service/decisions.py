@@ -9,7 +9,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -36,6 +36,10 @@ class Question:
     freight: str | None = None
     claim: bool = False
     caller: str = ""
+    point: Literal["start", "admission"] = "start"
+    """Where the question is asked: before the Promotion starts, or when it is created (admission webhook)."""
+    log: bool = True
+    """Log the decision (False: an admission review with ``dryRun``, which must change nothing)."""
 
     @property
     def prospective(self) -> bool:
@@ -97,7 +101,7 @@ class DecisionService:
         self.settings = settings or DecisionSettings()
         self.clock = clock or (lambda: datetime.now(UTC))
         self._cache: OrderedDict[str, tuple[float, Verdict]] = OrderedDict()
-        self._inputs: OrderedDict[tuple[str, str | None, str | None, str | None], _ReusableInput] = OrderedDict()
+        self._inputs: OrderedDict[tuple[str, str | None, str | None, str | None, str], _ReusableInput] = OrderedDict()
         self.log = DecisionLogWriter(decisions)
 
     async def decide(self, question: Question) -> Decision:
@@ -171,11 +175,13 @@ class DecisionService:
             + [("warn", r.policy, r.code) for r in verdict.warnings]
             + [("dryrun", r.policy, r.code) for r in verdict.dry_run],
         )
-        metrics.DECISION_LOG_BACKLOG.inc()
-        try:
-            logged_id, repeats = await self.log.record(entry)
-        finally:
-            metrics.DECISION_LOG_BACKLOG.dec()
+        logged_id, repeats = decision_id, 1
+        if question.log:
+            metrics.DECISION_LOG_BACKLOG.inc()
+            try:
+                logged_id, repeats = await self.log.record(entry)
+            finally:
+                metrics.DECISION_LOG_BACKLOG.dec()
         metrics.child(metrics.DECISIONS, "allow" if verdict.allow else "deny").inc()
         for kind, policy, code in entry.reasons:
             metrics.child(metrics.DECISION_REASONS, kind, policy, code).inc()
@@ -206,7 +212,7 @@ class DecisionService:
     async def _input(self, question: Question, now: datetime) -> tuple[DecisionFacts, dict[str, Any], str]:
         """The input document and its hash (without the time). Facts read for the same question are reused
         while the state versions they were read at hold: one small read instead of the Stage's history."""
-        key = (question.namespace, question.promotion, question.stage, question.freight)
+        key = (question.namespace, question.promotion, question.stage, question.freight, question.point)
         reuse = self.settings.cache_ttl_s > 0 and self.settings.cache_entries > 0
         hit = self._inputs.get(key) if reuse else None
         if hit is not None and hit.facts.versions is not None:
@@ -237,7 +243,7 @@ class DecisionService:
         state versions they were read at hold, else read afresh)."""
         return (await self._input(question, now))[1]
 
-    def kept(self) -> tuple[list[tuple[str, str | None, str | None, str | None]], int]:
+    def kept(self) -> tuple[list[tuple[str, str | None, str | None, str | None, str]], int]:
         """What the service keeps for reuse: the questions whose inputs are kept (oldest first), and how many
         verdicts (both bounded by ``cache_entries``; verdicts also by ``cache_ttl_s``)."""
         return list(self._inputs), len(self._cache)
@@ -255,6 +261,7 @@ class DecisionService:
             now=now,
             prospective=question.prospective,
             prospective_freight=question.freight,
+            point=question.point,
         )
 
     def _service_checks(self, question: Question, known: bool, has_stage: bool, verdict: Verdict) -> None:

@@ -29,8 +29,10 @@ def document_from_facts(
     now: datetime,
     prospective_freight: str | None = None,
     prospective: bool = False,
+    point: str = "start",
 ) -> dict[str, Any]:
-    """The input document for P (or for a prospective Promotion of the Stage) from what the store returned."""
+    """The input document for P (or for a prospective Promotion of the Stage) from what the store returned, asked
+    at ``point`` (``start``: may it start now; ``admission``: may it be created)."""
     state = facts.stage
     stage = stage_facts(state) if state is not None else None
     promotion = facts.promotion
@@ -47,6 +49,7 @@ def document_from_facts(
         verification=state.verification if state else None,
         freight={name: freight_facts(raw) for name, raw in facts.freight.items()},
         prospective=prospective and stage is not None,
+        point=point,
     )
 
 

@@ -102,8 +102,11 @@ def check_draft_shape(policy_id: str, draft: RevisionDraft) -> list[Problem]:
         patterns = draft.scope.get(key, ["*"])
         if not isinstance(patterns, list) or not all(isinstance(p, str) and p for p in patterns):
             problems.append(Problem("invalid_scope", f"scope.{key} must be a list of glob patterns"))
-    if set(draft.scope) - {"namespaces", "stages"}:
-        problems.append(Problem("invalid_scope", "scope has only `namespaces` and `stages`"))
+    points = draft.scope.get("points", ["start"])
+    if not isinstance(points, list) or not points or not set(points) <= {"start", "admission"}:
+        problems.append(Problem("invalid_scope", "scope.points must list `start` and/or `admission`"))
+    if set(draft.scope) - {"namespaces", "stages", "points"}:
+        problems.append(Problem("invalid_scope", "scope has only `namespaces`, `stages` and `points`"))
     if not isinstance(draft.parameters, dict):
         problems.append(Problem("invalid_parameters", "parameters must be a JSON object"))
     else:
@@ -375,10 +378,11 @@ class PolicyService:
 
 
 def _in_scope(policies: tuple[ActivePolicy, ...], document: dict[str, Any]) -> list[ActivePolicy]:
-    """The policies whose scope covers the document's namespace and Stage."""
+    """The policies whose scope covers the document's namespace, Stage and point (start or admission)."""
     namespace = document.get("namespace")
     stage = (document.get("stage") or {}).get("name") or (document.get("promotion") or {}).get("stage")
-    return [p for p in policies if in_scope(p.scope, namespace, stage)]
+    point = document.get("point") or "start"
+    return [p for p in policies if in_scope(p.scope, namespace, stage, point)]
 
 
 async def _verdict(

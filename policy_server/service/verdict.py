@@ -52,12 +52,21 @@ class Verdict:
     policies: list[PolicyRef] = field(default_factory=list)
 
 
-def in_scope(scope: dict[str, list[str]], namespace: str | None, stage: str | None) -> bool:
-    """Whether a policy's scope (glob patterns for namespaces and Stage names) covers the question."""
+DEFAULT_POINTS = ("start",)
+"""Where a policy applies when its scope does not say: before a Promotion starts (what every policy written
+before admission reviews existed was written for)."""
+
+
+def in_scope(scope: dict[str, list[str]], namespace: str | None, stage: str | None, point: str = "start") -> bool:
+    """Whether a policy's scope covers the question: glob patterns for namespaces and Stage names, and the
+    points it is asked at (``start``: may the Promotion start; ``admission``: may it be created)."""
     namespaces = scope.get("namespaces") or ["*"]
     stages = scope.get("stages") or ["*"]
-    return any(fnmatch.fnmatchcase(namespace or "", p) for p in namespaces) and any(
-        fnmatch.fnmatchcase(stage or "", p) for p in stages
+    points = scope.get("points") or DEFAULT_POINTS
+    return (
+        point in points
+        and any(fnmatch.fnmatchcase(namespace or "", p) for p in namespaces)
+        and any(fnmatch.fnmatchcase(stage or "", p) for p in stages)
     )
 
 

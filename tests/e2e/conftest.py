@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -35,7 +36,8 @@ class Server:
     def __init__(self, env: dict[str, str], log: Path, args: tuple[str, ...] = ()) -> None:
         self.args = args
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.tls = env.get("POLICY_SERVER_TLS_CERT_FILE")
+        self.url = f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
         self.env = {
             **os.environ,
             "POLICY_SERVER_BOOTSTRAP_TOKEN": ADMIN_TOKEN,
@@ -44,6 +46,9 @@ class Server:
         }
         self.log = log
         self.process: subprocess.Popen | None = None
+
+    def _verify(self) -> ssl.SSLContext | bool:
+        return ssl.create_default_context(cafile=self.tls) if self.tls else True
 
     def start(self) -> None:
         with self.log.open("ab") as out:
@@ -55,7 +60,7 @@ class Server:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited: {self.log.read_text()}")
             try:
-                if httpx.get(f"{self.url}/ready", timeout=1).status_code == 200:
+                if httpx.get(f"{self.url}/ready", timeout=1, verify=self._verify()).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass

@@ -22,6 +22,13 @@ def _promotion(fixtures_dir, namespace: str) -> dict:
     return obj
 
 
+def _review(namespace: str) -> dict:
+    """An AdmissionReview of a Promotion CREATE in ``namespace``."""
+    promotion = {"metadata": {"namespace": namespace, "name": "prod.x"}, "spec": {"stage": "prod", "freight": "f"}}
+    request = {"uid": "u1", "kind": {"kind": "Promotion"}, "operation": "CREATE", "namespace": namespace}
+    return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {**request, "object": promotion}}
+
+
 def endpoints(fixtures_dir, ids: dict[str, str]) -> list[tuple[str, str, str, dict | None, str]]:
     """(method, path, capability, json body, scope rule) where the rule is `ns` (namespace-bound),
     `any` (not bound to a namespace) or `unscoped` (needs a token limited to no namespace)."""
@@ -39,6 +46,7 @@ def endpoints(fixtures_dir, ids: dict[str, str]) -> list[tuple[str, str, str, di
             ("GET", f"/v1/decisions?namespace={ns}", "read", None, f"ns:{ns}"),
             ("GET", f"/v1/decisions/{ids[ns]}", "read", None, f"ns:{ns}"),
             ("POST", "/v1/evaluate", "author", {"input": {"namespace": ns}, "policy": "admission"}, f"ns:{ns}"),
+            ("POST", "/v1/admission/promotions", "control", _review(ns), f"ns:{ns}"),
         ]
     out += [
         ("GET", "/v1/decisions", "read", None, "any"),

@@ -121,7 +121,7 @@ async def test_kept_inputs_and_verdicts_stay_bounded(database_url, fixtures_dir)
             await service.decide(question)
         inputs, verdicts = service.kept()
         assert len(inputs) == 5 and verdicts <= 5
-        assert inputs[-1] == ("kargo-demo", None, "prod", "f3")  # the newest are kept
+        assert inputs[-1] == ("kargo-demo", None, "prod", "f3", "start")  # the newest are kept
         await asyncio.sleep(0.3)
         await service.decide(questions[0])
         assert service.kept()[1] == 1  # the expired verdicts went with the next one

@@ -37,7 +37,7 @@ async def test_patch_changes_settings_without_the_source_and_is_checked_and_audi
     assert patched.status_code == 200, patched.text
     active = patched.json()["active"]
     assert (active["number"], active["mode"], active["parameters"]) == (2, "warn", {"max": 3})
-    assert active["scope"] == {"namespaces": ["*"], "stages": ["prod"]}
+    assert active["scope"] == {"namespaces": ["*"], "stages": ["prod"], "points": ["start"]}
     assert active["source"] == SOURCE and active["tests"] == TESTS and active["title"] == "Limit"
     assert active["comment"] == "softer" and active["parameters_schema"] == SCHEMA
     audit = (await client.get("/v1/audit", params={"target": "policy/limit"})).json()["items"][0]

@@ -59,6 +59,23 @@ async def capture() -> dict[str, dict[str, dict[str, Any]]]:
             await call("GetStage", "GET", "/v1/namespaces/kargo-demo/stages/prod")
             await call("GetPromotion", "GET", f"/v1/namespaces/kargo-demo/promotions/{P6}")
 
+            promotion = json.loads((DEMO / "snapshot" / "promotions" / f"{P6}.json").read_text())
+            promotion["metadata"] = {"name": "prod.01kzv1n2xq8c3d7e9f0g1h2j3k.759376c", "namespace": "kargo-demo"}
+            promotion.pop("status", None)
+            review = {
+                "apiVersion": "admission.k8s.io/v1",
+                "kind": "AdmissionReview",
+                "request": {
+                    "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
+                    "kind": {"group": "kargo.akuity.io", "version": "v1alpha1", "kind": "Promotion"},
+                    "operation": "CREATE",
+                    "namespace": "kargo-demo",
+                    "object": promotion,
+                    "userInfo": {"username": "alice@example.com", "groups": ["system:authenticated"]},
+                    "dryRun": False,
+                },
+            }
+            await call("ReviewPromotion", "POST", "/v1/admission/promotions", json=review)
             ask = {"promotion": {"namespace": "kargo-demo", "name": P6}}
             await client.post("/v1/decisions", json=ask)  # verification still running: denied, no action
             await client.post(

@@ -27,6 +27,8 @@ ROOT = Path(__file__).resolve().parents[2]
 CRDS = ROOT / "tests" / "data" / "kubernetes" / "crds"
 KUBE_VERSION = "v1.34.4"
 ADMIN_TOKEN = "kube-admin-token"
+POLICY_SERVER_TOKEN = "pst_test-admin-token"
+"""What the API server sends admission webhooks (tests.conftest.ADMIN_TOKEN: every test server's admin)."""
 _HOW = "`.ci/kube-apiserver.sh` builds it (Go module proxy) and prints POLICY_SERVER_TEST_KUBE_APISERVER"
 
 
@@ -87,9 +89,35 @@ class KubeCluster:
                 capture_output=True,
             )
         (self.dir / "tokens.csv").write_text(f'{ADMIN_TOKEN},kube-admin,kube-admin-uid,"system:masters"\n')
+        # Admission webhooks authenticate to policy-server with a bearer token, as a cluster admin configures it
+        # (WebhookAdmissionConfiguration: credentials by webhook host, "*" for any).
+        webhook_kubeconfig = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "users": [{"name": "*", "user": {"token": POLICY_SERVER_TOKEN}}],
+        }
+        (self.dir / "webhook-kubeconfig.json").write_text(json.dumps(webhook_kubeconfig))
+        admission = {
+            "apiVersion": "apiserver.config.k8s.io/v1",
+            "kind": "AdmissionConfiguration",
+            "plugins": [
+                {
+                    "name": "ValidatingAdmissionWebhook",
+                    "configuration": {
+                        "apiVersion": "apiserver.config.k8s.io/v1",
+                        "kind": "WebhookAdmissionConfiguration",
+                        "kubeConfigFile": str(self.dir / "webhook-kubeconfig.json"),
+                    },
+                }
+            ],
+        }
+        (self.dir / "admission.json").write_text(json.dumps(admission))
 
     def _start_etcd(self) -> None:
-        log = (self.dir / "etcd.log").open("ab")
+        with (self.dir / "etcd.log").open("ab") as log:
+            self._spawn_etcd(log)
+
+    def _spawn_etcd(self, log: Any) -> None:
         self.etcd = subprocess.Popen(
             [
                 self.etcd_bin,
@@ -106,7 +134,11 @@ class KubeCluster:
         )  # fmt: skip
 
     def start_apiserver(self) -> None:
-        log = (self.dir / "apiserver.log").open("ab")
+        with (self.dir / "apiserver.log").open("ab") as log:
+            self._spawn_apiserver(log)
+        self._wait_ready()
+
+    def _spawn_apiserver(self, log: Any) -> None:
         self.apiserver = subprocess.Popen(
             [
                 self.apiserver_bin,
@@ -121,12 +153,16 @@ class KubeCluster:
                 "--service-account-issuer=https://kubernetes.default.svc",
                 "--service-cluster-ip-range=10.96.0.0/16",
                 "--enable-priority-and-fairness=false",
+                f"--admission-control-config-file={self.dir / 'admission.json'}",
                 "--watch-cache=true",
                 "--v=0",
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+
+    def _wait_ready(self) -> None:
+        assert self.apiserver is not None
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             if self.apiserver.poll() is not None:

@@ -62,3 +62,23 @@ def test_rbac_binds_the_service_account_to_read_kargo_state():
     binding = objects["ClusterRoleBinding/policy-server"]
     assert binding["roleRef"]["name"] in {k.split("/")[1] for k in objects if k.startswith("ClusterRole/")}
     assert binding["subjects"][0]["name"] == objects["ServiceAccount/policy-server"]["metadata"]["name"]
+
+
+def test_the_webhook_calls_the_service_over_tls_for_promotion_creation_in_kargo_projects():
+    objects = _objects()
+    (webhook,) = objects["ValidatingWebhookConfiguration/policy-server"]["webhooks"]
+    service = objects["Service/policy-server"]
+    target = webhook["clientConfig"]["service"]
+    assert (target["name"], target["namespace"]) == (service["metadata"]["name"], service["metadata"]["namespace"])
+    assert target["port"] == service["spec"]["ports"][0]["port"]
+    assert target["path"] == "/v1/admission/promotions"
+    assert webhook["rules"][0]["operations"] == ["CREATE"] and webhook["rules"][0]["resources"] == ["promotions"]
+    assert webhook["namespaceSelector"]["matchLabels"] == {"kargo.akuity.io/project": "true"}
+    assert webhook["sideEffects"] == "NoneOnDryRun" and webhook["failurePolicy"] in ("Fail", "Ignore")
+    config = Settings.from_env(objects["ConfigMap/policy-server"]["data"])
+    certificate = objects["Certificate/policy-server-tls"]["spec"]
+    pod = objects["Deployment/policy-server"]["spec"]["template"]["spec"]
+    mounted = {v["name"]: v for v in pod["volumes"]}["tls"]["secret"]["secretName"]
+    assert mounted == certificate["secretName"] and config.tls_cert_file.startswith("/etc/policy-server/tls/")
+    assert "policy-server.kargo-policy.svc" in certificate["dnsNames"]
+    assert pod["containers"][0]["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"

@@ -143,7 +143,7 @@ class PoliciesController(Controller):
         }
         if "scope" in changes:
             changes["scope"] = {
-                k: v for k in ("namespaces", "stages") if (v := getattr(data.scope, k)) is not msgspec.UNSET
+                k: v for k in ("namespaces", "stages", "points") if (v := getattr(data.scope, k)) is not msgspec.UNSET
             }
         if not changes:
             raise InvalidInput("the patch changes nothing: give title, description, mode, scope or parameters")
@@ -380,7 +380,11 @@ def _draft(data: PolicyWrite) -> RevisionDraft:
         title=data.title,
         description=data.description,
         mode=data.mode,
-        scope={"namespaces": list(data.scope.namespaces), "stages": list(data.scope.stages)},
+        scope={
+            "namespaces": list(data.scope.namespaces),
+            "stages": list(data.scope.stages),
+            "points": list(data.scope.points),
+        },
         parameters=dict(data.parameters),
         parameters_schema=data.parameters_schema,
     )

@@ -9,11 +9,17 @@ import msgspec
 Mode = Literal["enforce", "warn", "dryrun"]
 
 
+Point = Literal["start", "admission"]
+
+
 class Scope(msgspec.Struct):
-    """Where a policy applies: glob patterns (``*``, ``prod-*``) for namespaces and Stage names."""
+    """Where a policy applies: glob patterns (``*``, ``prod-*``) for namespaces and Stage names, and the points
+    it is asked at: ``start`` (may a queued Promotion start; the gate, the enforcer) and ``admission`` (may a
+    Promotion be created; the admission webhook, where a new Promotion is always last in its queue)."""
 
     namespaces: list[str] = msgspec.field(default_factory=lambda: ["*"])
     stages: list[str] = msgspec.field(default_factory=lambda: ["*"])
+    points: Annotated[list[Point], msgspec.Meta(min_length=1)] = msgspec.field(default_factory=lambda: ["start"])
 
 
 class PolicyWrite(msgspec.Struct):
@@ -108,6 +114,7 @@ class ScopePatch(msgspec.Struct, forbid_unknown_fields=True):
 
     namespaces: list[str] | msgspec.UnsetType = msgspec.UNSET
     stages: list[str] | msgspec.UnsetType = msgspec.UNSET
+    points: Annotated[list[Point], msgspec.Meta(min_length=1)] | msgspec.UnsetType = msgspec.UNSET
 
 
 Revision = Annotated[int, msgspec.Meta(ge=1, le=2**62)]

@@ -1,0 +1,1 @@
+"""``/v1/admission/promotions``: the Kubernetes admission webhook for Promotion creation."""
