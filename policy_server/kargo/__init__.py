@@ -28,7 +28,7 @@ from policy_server.kargo._objects import (
     time_ns,
     ulid_millis,
 )
-from policy_server.kargo._stream import split_documents
+from policy_server.kargo._stream import split_documents, stream_documents
 from policy_server.kargo._view import PromotionFacts, RunFacts, newest_succeeded, queue_order, verifying_run
 from policy_server.kargo._yaml import YamlError, is_yaml, yaml_documents
 
@@ -63,6 +63,7 @@ __all__ = [
     "parse_body",
     "parse_object",
     "split_documents",
+    "stream_documents",
     "parse_time",
     "stage_of_name",
     "queue_key",

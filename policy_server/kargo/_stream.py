@@ -8,6 +8,7 @@ line of NDJSON, the form ``POST /v1/state`` and the store's ingestion read.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 
 import msgspec
 
@@ -48,3 +49,37 @@ def _yaml_lines(data: bytes, max_depth: int, json_problem: str) -> list[bytes]:
     except YamlError as exc:
         where = f" at line {exc.line}" if exc.line else ""
         raise InvalidState(f"the input is neither JSON ({json_problem}) nor YAML ({exc.message}{where})") from None
+
+
+def stream_documents(lines: Iterable[bytes], max_depth: int = 64) -> Iterator[bytes]:
+    """Documents of a stream as they complete, each one compact JSON line: what ``kubectl get -w -o json``
+    prints (indented objects one after another) or NDJSON, read line by line so that a watch is recorded while
+    it runs. Input that is not JSON (YAML) is read to its end first, as ``split_documents`` does."""
+    decoder = json.JSONDecoder()
+    pending: list[str] = []
+    source = iter(lines)
+    for raw in source:
+        line = raw.decode("utf-8", errors="strict")
+        if not pending and not line.strip():
+            continue
+        if not pending and line.lstrip()[:1] not in ("{", "["):
+            rest = raw + b"".join(source)
+            yield from split_documents(rest, max_depth)
+            return
+        pending.append(line)
+        # A document can only end on a line that closes it: a top-level `}`/`]` (kubectl's indented output) or
+        # a line that is a whole document (NDJSON). Trying only there keeps a large document linear to read.
+        stripped = line.rstrip()
+        if not stripped.endswith(("}", "]")) or (len(pending) > 1 and stripped[:1] not in ("}", "]")):
+            continue
+        text = "".join(pending)
+        try:
+            value, end = decoder.raw_decode(text.lstrip())
+        except json.JSONDecodeError:
+            continue
+        if text.lstrip()[end:].strip():
+            continue  # more than one value on these lines: leave it to the final read
+        pending = []
+        yield msgspec.json.encode(value)
+    if pending and "".join(pending).strip():
+        yield from split_documents("".join(pending).encode(), max_depth)

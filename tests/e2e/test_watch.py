@@ -122,3 +122,32 @@ def test_an_api_server_restart_mid_stream_loses_no_update(server_factory, kube, 
     with httpx.Client(base_url=server.url, headers=ADMIN, timeout=30) as http:
         p6 = http.get(f"/v1/namespaces/{namespace}/promotions/{PROD_P6}").json()
     assert p6["phase"] == "Succeeded"
+
+
+def test_a_kubectl_watch_piped_into_ingest_is_recorded_while_it_runs(server_factory, kube, tmp_path):
+    """The recipe for clusters policy-server cannot reach: one `kubectl get -w` per kind, piped into `ingest`."""
+    import os
+    import signal
+    import subprocess
+
+    from tests.conftest import ADMIN_TOKEN
+    from tests.e2e.conftest import BIN
+
+    namespace = kube.project()
+    server = server_factory({"POLICY_SERVER_DATA_DIR": str(tmp_path / "data"), "POLICY_SERVER_ENGINE_WORKERS": "1"})
+    pipeline = (
+        f"{kube.kubectl_bin} get promotions.kargo.akuity.io -n {namespace} -w --output-watch-events -o json"
+        f" | {BIN} ingest --url {server.url} --batch 1 -"
+    )
+    env = {**os.environ, "KUBECONFIG": str(kube.kubeconfig), "POLICY_SERVER_TOKEN": ADMIN_TOKEN}
+    watching = subprocess.Popen(["bash", "-c", pipeline], env=env, start_new_session=True)
+    try:
+        time.sleep(1)
+        for obj in demo_objects(("Promotion",))[:3]:
+            kube.create(obj, namespace)
+        served = _served(kube, namespace)["Promotion"]
+        _until(lambda: _recorded(server, namespace)["Promotion"] == served, "the Promotions, while kubectl watches")
+        assert watching.poll() is None  # still running: recorded from the stream, not at its end
+    finally:
+        os.killpg(watching.pid, signal.SIGTERM)
+        watching.wait(10)
