@@ -54,9 +54,11 @@ def handler_signatures(app: Any) -> dict[int, HandlerSignature]:
             names = set()
             for name, field in handler.parsed_fn_signature.parameters.items():
                 names.add(name)
-                alias = getattr(field.kwarg_definition, "query", None)
-                if alias:
-                    names.add(alias)
+                # The name on the wire, when it differs: `Parameter(query=...)` or `QueryParameter(name=...)`.
+                for attribute in ("query", "name"):
+                    alias = getattr(field.kwarg_definition, attribute, None)
+                    if isinstance(alias, str) and alias:
+                        names.add(alias)
             data = handler.parsed_fn_signature.parameters.get("data")
             out[id(handler)] = HandlerSignature(data.annotation if data is not None else None, frozenset(names))
     return out

@@ -151,3 +151,42 @@ def test_a_kubectl_watch_piped_into_ingest_is_recorded_while_it_runs(server_fact
     finally:
         os.killpg(watching.pid, signal.SIGTERM)
         watching.wait(10)
+
+
+def test_policy_server_watch_records_into_a_running_server_over_its_api(server_factory, kube, tmp_path):
+    """`policy-server watch --url` (where the API server is reachable but the policy-server is elsewhere)."""
+    import os
+    import subprocess
+
+    from tests.conftest import ADMIN_TOKEN
+    from tests.e2e.conftest import BIN
+
+    namespace = kube.project()
+    for obj in demo_objects():
+        kube.create(obj, namespace)
+    server = server_factory({"POLICY_SERVER_DATA_DIR": str(tmp_path / "data"), "POLICY_SERVER_ENGINE_WORKERS": "1"})
+    with httpx.Client(base_url=server.url, headers=ADMIN, timeout=30) as http:  # a stale object to be forgotten
+        stale = next(o for o in demo_objects(("Promotion",)) if o["metadata"]["name"] == PROD_P7)
+        stale = {
+            **stale,
+            "metadata": {**stale["metadata"], "namespace": namespace, "name": "prod.gone", "resourceVersion": "1"},
+        }
+        assert http.post("/v1/state", json=stale).json()["applied"] == 1
+    env = {**os.environ, "POLICY_SERVER_TOKEN": ADMIN_TOKEN}
+    log = (tmp_path / "watch.log").open("wb")
+    watcher = subprocess.Popen(
+        [str(BIN), "watch", "--url", server.url, "--namespace", namespace, "--kubeconfig", str(kube.kubeconfig)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        served = _served(kube, namespace)
+        _until(lambda: _recorded(server, namespace) == served, "the namespace as served, the stale one forgotten")
+        kube.patch_status("Promotion", PROD_P6, namespace, {"phase": "Running"})
+        served = _served(kube, namespace)
+        _until(lambda: _recorded(server, namespace) == served, "the change recorded through the API")
+    finally:
+        watcher.terminate()
+        watcher.wait(10)
+        log.close()

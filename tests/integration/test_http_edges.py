@@ -23,3 +23,14 @@ async def test_the_favicon_is_an_icon_not_a_problem(client):
 async def test_metrics_name_their_charset_once(client):
     content_type = (await client.get("/metrics")).headers["content-type"]
     assert content_type.count("charset") == 1 and content_type.startswith("text/plain; version=")
+
+
+async def test_a_documented_query_name_that_differs_from_the_argument_is_accepted(client, fixtures_dir):
+    """`DELETE /v1/state/...?resourceVersion=N` (the wire name) is the documented form: not an unknown parameter."""
+    await client.post("/v1/state", content=(fixtures_dir / "list-kargo-demo.json").read_bytes())
+    name = "prod.01kztrf9sk2ppygyjnh3f2mnnz.10a9340"
+    response = await client.delete(f"/v1/state/promotions/kargo-demo/{name}", params={"resourceVersion": "999999"})
+    assert response.status_code == 204, response.text
+    assert (await client.get(f"/v1/state/promotions/kargo-demo/{name}")).status_code == 404
+    typo = await client.delete(f"/v1/state/promotions/kargo-demo/{name}", params={"resource_versio": "1"})
+    assert typo.status_code == 422 and "resource_versio" in typo.json()["detail"]
