@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-import shutil
 import ssl
 import subprocess
 import time
@@ -19,21 +18,13 @@ from tests.conftest import ADMIN
 from tests.e2e.test_watch import _until
 from tests.integration.conftest import AR_E, PROD_P7
 from tests.support.kube import creatable, demo_objects
-from tests.support.services import missing
+from tests.support.tls import self_signed
 
 NEW = "prod.01kzv1n2xq8c3d7e9f0g1h2j3k.759376c"
 
 
 def _certificate(tmp_path) -> tuple[str, str]:
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        missing("openssl", "the openssl command is not installed", "apt-get install openssl")
-    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
-    subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=policy-server",
-         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
+    cert, key = self_signed(tmp_path, "IP:127.0.0.1")
     return str(cert), str(key)
 
 

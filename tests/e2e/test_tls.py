@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import ssl
 import subprocess
 import time
@@ -13,19 +12,11 @@ import pytest
 
 from tests.conftest import ADMIN, ADMIN_TOKEN
 from tests.e2e.conftest import BIN, free_port
-from tests.support.services import missing
+from tests.support.tls import self_signed
 
 
 def test_serves_https_with_the_configured_certificate(tmp_path):
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        missing("openssl", "the openssl command is not installed", "apt-get install openssl")
-    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
-    subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
+    cert, key = self_signed(tmp_path)
     trust = ssl.create_default_context(cafile=str(cert))
     port = free_port()
     env = {
