@@ -40,6 +40,7 @@ log = logging.getLogger("policy_server.enforce")
 Mode = Literal["off", "dry-run", "on"]
 _RETRIABLE = {409, 429, 500, 502, 503, 504}
 _REMEMBER_S = 300.0
+_GONE = "gone"
 
 
 class Leadership(Protocol):
@@ -180,6 +181,8 @@ class Enforcer:
         if self.mode == "dry-run":
             return await self._outcome(key, decision, "dry_run", f"would abort: {action.policy}: {action.reason}")
         error = await self._patch(namespace, name)
+        if error == _GONE:
+            return await self._outcome(key, decision, "already_done", "the Promotion is gone (deleted meanwhile)")
         if error is not None:
             log.error("could not abort Promotion %s/%s (%s): %s", namespace, name, action.policy, error)
             outcome = ActionOutcome(decision.id, namespace, name, "abort", "failed", error, datetime.now(UTC))
@@ -225,7 +228,7 @@ class Enforcer:
                 return None
             except ApiException as exc:
                 if exc.status == 404:
-                    return None if attempt else "the Promotion is gone"
+                    return _GONE
                 if exc.status not in _RETRIABLE or attempt == 4:
                     return f"{exc.status} {exc.reason}: {_message(exc)}"
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:

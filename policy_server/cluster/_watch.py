@@ -14,7 +14,6 @@ can; nothing a watch delivered is dropped, except an object the ingestion rules 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -343,10 +342,12 @@ class Watcher:
                 if changed is not None:
                     metrics.WATCH_LAG.observe(max(0.0, now - changed))
             if self.on_change is not None:
-                with contextlib.suppress(Exception):
+                try:
                     result = self.on_change(pending.documents)
                     if asyncio.iscoroutine(result):
                         await result
+                except Exception:  # noqa: BLE001 - a listener's trouble must not stop the recording
+                    log.exception("a listener of recorded changes failed")
 
 
 _KIND_NAMES = {
