@@ -10,9 +10,11 @@ from datetime import UTC, datetime
 
 import httpx
 
-from tests.conftest import ADMIN, ROOT
+from tests.conftest import ADMIN, ADMIN_TOKEN, ROOT
 from tests.e2e.test_watch import _until
 from tests.integration.conftest import AR_E, PROD_P6, PROD_P7
+from tests.support.browser import authorize, open_page, screenshot
+from tests.support.browser import browser as new_browser
 from tests.support.kube import demo_objects
 
 ABORT = "kargo.akuity.io/abort"
@@ -96,6 +98,20 @@ def test_a_failed_verification_aborts_the_promotions_queued_before_it_ended(serv
         metrics = http.get("/metrics").text
     assert 'policy_server_enforced_actions_total{action="abort",outcome="applied"} 2.0' in metrics
     assert "policy_server_enforcer_leader 1.0" in metrics
+
+    # On-call sees it on the decisions page: each action with what the enforcer did.
+    from selenium.webdriver.common.by import By
+
+    driver = new_browser(1400, 1400)
+    try:
+        open_page(driver, f"{server.url}/ui/")
+        authorize(driver, ADMIN_TOKEN)
+        open_page(driver, f"{server.url}/ui/#/decision/{decision_id}")
+        outcomes = [c.text for c in driver.find_elements(By.CSS_SELECTOR, "#actions td.outcome")]
+        assert len(outcomes) == 2 and all(o.startswith("applied") for o in outcomes), outcomes
+        screenshot(driver, "decisions-page-enforced")
+    finally:
+        driver.quit()
 
 
 def test_dry_run_records_what_it_would_do_and_patches_nothing(server_factory, kube, tmp_path):

@@ -386,12 +386,21 @@ async function renderDecision(id) {
     el("thead", {}, el("tr", {}, ["Policy", "Revision", "Mode", "Result", "Reasons", "Actions"].map((h) => el("th", {}, h)))),
     el("tbody", {}, rows));
 
+  // What the enforcer did about each action (applied, already_done, dry_run, failed), newest last.
+  const outcomeOf = {};
+  for (const o of decision.action_outcomes || []) outcomeOf[o.promotion.name] = o;
+  const outcomeCell = (a) => {
+    const o = outcomeOf[a.promotion.name];
+    if (!o) return el("span", { class: "muted" }, "not taken on");
+    const kind = o.outcome === "applied" ? "allow" : o.outcome === "failed" ? "deny" : "none";
+    return el("span", {}, badge(kind, o.outcome.replace("_", " ")), " ", el("span", { class: "muted" }, o.detail), " ", when(o.at));
+  };
   const actions = (decision.actions || []).length
     ? el("table", { id: "actions" },
-      el("thead", {}, el("tr", {}, ["Action", "Promotion", "Policy", "Reason", "Merge patch"].map((h) => el("th", {}, h)))),
+      el("thead", {}, el("tr", {}, ["Action", "Promotion", "Policy", "Reason", "Merge patch", "Outcome"].map((h) => el("th", {}, h)))),
       el("tbody", {}, decision.actions.map((a) => el("tr", {},
         el("td", {}, a.type), el("td", { class: "mono" }, `${a.promotion.namespace}/${a.promotion.name}`), el("td", {}, a.policy), el("td", {}, a.reason),
-        el("td", {}, el("code", {}, JSON.stringify(a.patch)))))))
+        el("td", {}, el("code", {}, JSON.stringify(a.patch))), el("td", { class: "outcome" }, outcomeCell(a))))))
     : el("p", { class: "muted" }, "No actions.");
 
   main.replaceChildren(
