@@ -39,7 +39,8 @@ class Server:
         self.tls = env.get("POLICY_SERVER_TLS_CERT_FILE")
         self.url = f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
         self.env = {
-            **os.environ,
+            # The tests' own POLICY_SERVER_TEST_* variables are not settings: a server would warn about each.
+            **{k: v for k, v in os.environ.items() if not k.startswith("POLICY_SERVER_TEST_")},
             "POLICY_SERVER_BOOTSTRAP_TOKEN": ADMIN_TOKEN,
             **env,
             "POLICY_SERVER_PORT": str(self.port),
