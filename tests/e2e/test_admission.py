@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import ssl
 import subprocess
 import time
@@ -76,7 +77,7 @@ def _create(kube, namespace: str, *extra: str) -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
         timeout=60,
-        env={"KUBECONFIG": str(kube.kubeconfig), "PATH": "/usr/bin:/bin"},
+        env={**os.environ, "KUBECONFIG": str(kube.kubeconfig)},
     )
 
 
