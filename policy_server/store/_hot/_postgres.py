@@ -207,10 +207,6 @@ def _connection_trouble(exc: BaseException) -> bool:
     )
 
 
-def __setattr__(self, name: str, value: Any) -> None:
-    self[name] = value
-
-
 def _time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value).astimezone(UTC) if value is not None else None
 

@@ -249,10 +249,6 @@ def _stage_state(conn: sqlite3.Connection, namespace: str, name: str, recent: in
     return stage_state(stage_row, queue, history, last, runs)
 
 
-def __setattr__(self, name: str, value: Any) -> None:
-    self[name] = value
-
-
 def _promotion(row: tuple[Any, ...]) -> PromotionFacts:
     ns, name, stage, freight, phase, key, created, started, finished, collection, aborting = row
     return PromotionFacts(
