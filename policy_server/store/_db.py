@@ -178,7 +178,7 @@ def translate_errors() -> Iterator[None]:
     except (OperationalError, PoolTimeout, OSError, ConnectionError) as exc:
         raise Unavailable(f"the database is unavailable: {_short(exc)}") from exc
     except DBAPIError as exc:
-        if exc.connection_invalidated or _connection_trouble(exc):
+        if exc.connection_invalidated or connection_trouble(exc):
             raise Unavailable(f"the database connection was lost: {_short(exc)}") from exc
         raise
 
@@ -188,9 +188,10 @@ def translate_errors() -> Iterator[None]:
 _UNAVAILABLE_SQLSTATE = ("08", "57", "53")
 
 
-def _connection_trouble(exc: DBAPIError) -> bool:
+def connection_trouble(exc: BaseException) -> bool:
+    """Whether ``exc`` (a SQLAlchemy error, or a driver's own) means the server is not there right now."""
     causes: list[BaseException] = []
-    current: BaseException | None = exc.orig
+    current: BaseException | None = getattr(exc, "orig", None) or exc
     while current is not None and len(causes) < 5:
         causes.append(current)
         current = current.__cause__

@@ -26,6 +26,7 @@ from sqlalchemy.engine import make_url
 
 from policy_server.errors import Unavailable
 from policy_server.kargo import PromotionFacts, RunFacts
+from policy_server.store._db import connection_trouble
 from policy_server.store._hot._portable import PortableHotPath, lock_subject
 from policy_server.store._reads import stage_state
 from policy_server.store._rows import (
@@ -93,8 +94,6 @@ _CLAIM = (
 )
 _PROMOTION_TIMES = ("created_at", "started_at", "finished_at")
 _RUN_TIMES = ("created_at", "started_at", "completed_at")
-# SQLSTATE classes that mean "the server is not there right now" (as in _db.translate_errors).
-_UNAVAILABLE_SQLSTATE = ("08", "57", "53")
 
 
 _RECORD = "SELECT out_id, out_repeats FROM policy_server_record_decisions($1::jsonb)"
@@ -189,22 +188,9 @@ class PostgresHotPath(PortableHotPath):
             async with pool.acquire() as driver:
                 yield driver
         except Exception as exc:
-            if not _connection_trouble(exc):
+            if not connection_trouble(exc):
                 raise
             raise Unavailable(f"the database is unavailable: {str(exc).strip()[:200]}") from exc
-
-
-def _connection_trouble(exc: BaseException) -> bool:
-    state = getattr(exc, "sqlstate", None)
-    if isinstance(state, str) and state[:2] in _UNAVAILABLE_SQLSTATE:
-        return True
-    kind = type(exc).__name__
-    return isinstance(exc, (ConnectionError, OSError)) or kind in (
-        "ConnectionDoesNotExistError",
-        "InterfaceError",
-        "InternalClientError",
-        "CannotConnectNowError",
-    )
 
 
 def _time(value: str | None) -> datetime | None:
