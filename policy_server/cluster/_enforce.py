@@ -278,20 +278,19 @@ class Enforcer:
 
 def _stages_of(raw: dict[str, Any]) -> set[tuple[str, str]]:
     """The Stages a changed object can affect: its own, or (a Freight) those of its namespace ("*")."""
-    kinds = {"Stage": Kind.STAGE, "Promotion": Kind.PROMOTION, "AnalysisRun": Kind.ANALYSIS_RUN}
     kind = raw.get("kind")
     namespace = (raw.get("metadata") or {}).get("namespace")
     if not namespace:
         return set()
     if kind == "Freight":
         return {(namespace, "*")}
-    if kind not in kinds:
+    if kind not in (Kind.STAGE.value, Kind.PROMOTION.value, Kind.ANALYSIS_RUN.value):
         return set()
     if kind == "Stage":
         name = (raw.get("metadata") or {}).get("name")
         return {(namespace, name)} if name else set()
     try:
-        stage = parse_object(raw, kinds[kind]).columns.get("stage")
+        stage = parse_object(raw, Kind(kind)).columns.get("stage")
     except Exception:  # noqa: BLE001 - an object the store refused triggers nothing
         return set()
     return {(namespace, stage)} if stage else set()

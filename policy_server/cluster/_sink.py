@@ -10,16 +10,13 @@ from typing import Any, Protocol
 import httpx
 import msgspec
 
+from policy_server.cluster._resources import WATCHED
 from policy_server.errors import InvalidState, Unavailable
 from policy_server.kargo import Kind, ObjectKey, parse_body
 from policy_server.store import ApplyResult, StateStore
 
-_PATHS = {
-    Kind.STAGE: "stages",
-    Kind.PROMOTION: "promotions",
-    Kind.FREIGHT: "freights",
-    Kind.ANALYSIS_RUN: "analysisruns",
-}
+_PATHS = {resource.kind: resource.plural for resource in WATCHED}
+"""How ``/v1/state`` names each kind: the API server's plural."""
 _encode = msgspec.json.Encoder().encode
 
 

@@ -30,7 +30,6 @@ from policy_server import metrics
 from policy_server.cluster._resources import PROJECT_SELECTOR, WATCHED, Resource
 from policy_server.cluster._sink import StateSink
 from policy_server.errors import InvalidState, PolicyServerError
-from policy_server.kargo import Kind
 
 log = logging.getLogger("policy_server.watch")
 _WATCH_SECONDS = 300
@@ -249,7 +248,7 @@ class Watcher:
             items = page.get("items") or []
             for item in items:
                 item.setdefault("apiVersion", resource.api_version)
-                item.setdefault("kind", _KIND_NAMES[resource.kind])
+                item.setdefault("kind", resource.kind.value)
                 seen.add(item["metadata"]["name"])
             version = page["metadata"]["resourceVersion"]
             if items:
@@ -348,14 +347,6 @@ class Watcher:
                         await result
                 except Exception:  # noqa: BLE001 - a listener's trouble must not stop the recording
                     log.exception("a listener of recorded changes failed")
-
-
-_KIND_NAMES = {
-    Kind.STAGE: "Stage",
-    Kind.PROMOTION: "Promotion",
-    Kind.FREIGHT: "Freight",
-    Kind.ANALYSIS_RUN: "AnalysisRun",
-}
 
 
 def _changed_at(obj: dict[str, Any]) -> float | None:
