@@ -221,7 +221,7 @@ class DecisionService:
                 metrics.child(metrics.INPUT_CACHE, "hit").inc()
                 if question.prospective:
                     # The prospective Promotion is created "now": rebuild the document around it.
-                    document = self._document(hit.facts, question, now)
+                    document = self.document_for(hit.facts, question, now)
                     return hit.facts, document, _input_hash(document)
                 return hit.facts, {**hit.document, "now": format_time(now), "now_ns": time_ns(now)}, hit.input_hash
         if reuse:
@@ -229,7 +229,7 @@ class DecisionService:
         facts = await self.state.decision_facts(
             question.namespace, promotion=question.promotion, stage=question.stage, freight=question.freight
         )
-        document = self._document(facts, question, now)
+        document = self.document_for(facts, question, now)
         input_hash = _input_hash(document)
         if reuse and facts.versions is not None:
             self._inputs[key] = _ReusableInput(facts, document, input_hash)
@@ -251,10 +251,6 @@ class DecisionService:
     @staticmethod
     def document_for(facts: DecisionFacts, question: Question, now: datetime) -> dict[str, Any]:
         """The input document of ``question`` from ``facts`` read for it."""
-        return DecisionService._document(facts, question, now)
-
-    @staticmethod
-    def _document(facts: DecisionFacts, question: Question, now: datetime) -> dict[str, Any]:
         return document_from_facts(
             facts,
             namespace=question.namespace,
