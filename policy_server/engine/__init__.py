@@ -17,6 +17,7 @@ from policy_server.engine._codes import (
     POLICY_UNPREPARED,
 )
 from policy_server.engine._diagnostics import Problem, line_column, parse_rego_errors
+from policy_server.engine._functions import FunctionClash, FunctionHead, function_clashes, function_heads
 from policy_server.engine._model import (
     Bundle,
     EngineStatus,
@@ -39,6 +40,10 @@ from policy_server.engine._workbench import Workbench
 
 __all__ = [
     "ENGINE_BUSY",
+    "FunctionClash",
+    "FunctionHead",
+    "function_clashes",
+    "function_heads",
     "ENGINE_CRASHED",
     "ENGINE_UNAVAILABLE",
     "EVALUATION_ERROR",

@@ -20,6 +20,7 @@ from policy_server.engine import (
     Problem,
     TestOutcome,
     Workbench,
+    function_clashes,
     package_of,
     parameters_problem,
 )
@@ -124,6 +125,22 @@ def check_draft_shape(policy_id: str, draft: RevisionDraft) -> list[Problem]:
     return problems
 
 
+def clash_problems(policy_id: str, source: str, others: dict[str, str]) -> list[Problem]:
+    """A function of the draft that another active policy defines with another arity (regopy crashes on it)."""
+    return [
+        Problem(
+            "lint_function_clash",
+            f"function {c.head.name} takes {c.head.arity} argument(s) here and {c.other_arity} in policy "
+            f"{c.other_policy}: the embedded engine (regopy) crashes evaluating two policies whose functions share "
+            "a name with different arities, which would take every decision down; rename this function",
+            f"{policy_id}/policy.rego",
+            c.head.line,
+            1,
+        )
+        for c in function_clashes(source, others)
+    ]
+
+
 class PolicyService:
     """Writes, tests, versions and evaluates policies."""
 
@@ -180,7 +197,9 @@ class PolicyService:
         if any(p.code in ("invalid_policy_id", "lint_package") for p in problems):
             return problems, []
         code = PolicyCode(policy_id, draft.source, draft.tests)
-        reserved = [p.code.package for p in (await self.active()).policies if p.id != policy_id]
+        others = [p for p in (await self.active()).policies if p.id != policy_id]
+        reserved = [p.code.package for p in others]
+        problems += clash_problems(policy_id, draft.source, {p.id: p.code.source for p in others})
         compile_problems = await self.workbench.check(code, reserved=reserved)
         problems += compile_problems
         if compile_problems:
@@ -268,6 +287,10 @@ class PolicyService:
         draft = self.builtins.get(policy_id)
         if draft is None:
             raise NotFound(f"{policy_id} is not a built-in policy")
+        others = {p.id: p.code.source for p in (await self.active()).policies if p.id != policy_id}
+        clashes = clash_problems(policy_id, draft.source, others)
+        if clashes:
+            raise InvalidPolicy(f"the built-in {policy_id} cannot be restored: {_summary(clashes)}", errors=clashes)
         before = await self.store.get(policy_id)
         revision = await self.store.add_revision(
             policy_id, draft, author=author, comment=comment or "restored the built-in version", action="restore"

@@ -219,6 +219,25 @@ async def test_reserved_and_foreign_packages_are_refused(stack):
     await stack.assert_decisions_unchanged()
 
 
+async def test_a_helper_named_like_another_policys_with_other_arguments_is_refused(stack):
+    # regopy crashes evaluating a bundle where two policies define one function name with different arities:
+    # admission defines `_running(inp)`; this draft's `_running(a, b)` would take every decision down.
+    source = (
+        'package team.clash\n\nimport rego.v1\n\n_running(a, b) := a + b\n\ndeny contains "x" if _running(1, 2) == 4\n'
+    )
+    response = await stack.client.put("/v1/policies/clash", json={"source": source}, headers=stack.author)
+    assert response.status_code == 422, response.text
+    (error,) = [e for e in response.json()["errors"] if e["code"] == "lint_function_clash"]
+    assert "_running" in error["message"] and "admission" in error["message"]
+    assert error["line"] == 5
+    # Under another name it is accepted.
+    renamed = source.replace("_running", "_sum")
+    response = await stack.client.put("/v1/policies/clash", json={"source": renamed}, headers=stack.author)
+    assert response.status_code in (200, 201), response.text
+    await stack.client.delete("/v1/policies/clash", headers=stack.author)
+    await stack.assert_decisions_unchanged()
+
+
 async def test_malformed_input_is_a_4xx_and_changes_nothing(stack):
     client = stack.client
     before = (await client.get("/v1/namespaces/kargo-demo/stages/prod")).json()
