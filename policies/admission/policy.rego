@@ -61,6 +61,9 @@ _not_head(inp) := {{
 	]),
 }} if {
 	inp.promotion.terminal == false
+	# Kargo already started a Running Promotion (its http step asks from inside): it is the head, and
+	# waiting for older ones Kargo will not start while it runs would wedge the Stage.
+	inp.promotion.phase != "Running"
 	ahead := _ahead(inp)
 	count(ahead) > 0
 } else := set()

@@ -67,3 +67,11 @@ test_the_running_promotion_itself_is_admitted if {
 	newer := _promotion("prod.b", "Pending", "01B")
 	count(_codes(_state(p, [p, newer]))) == 0
 }
+
+# Kargo started it, so it is the head: waiting for an older Pending one (which Kargo will not start
+# while this one runs) would wedge the Stage.
+test_a_running_promotion_is_never_told_to_wait_for_older_ones if {
+	older := _promotion("prod.a", "Pending", "01A")
+	p := _promotion("prod.b", "Running", "01B")
+	count(_codes(_state(p, [p, older]))) == 0
+}

@@ -29,10 +29,26 @@ from policy_server.kargo._objects import (
     ulid_millis,
 )
 from policy_server.kargo._stream import split_documents, stream_documents
+from policy_server.kargo._verification import (
+    ANNOTATION_ACCEPT_VERIFICATION,
+    KargoStage,
+    Verification,
+    VerificationRecord,
+    current_record,
+    kargo_stage,
+    verification_of,
+)
 from policy_server.kargo._view import PromotionFacts, RunFacts, newest_succeeded, queue_order, verifying_run
 from policy_server.kargo._yaml import YamlError, is_yaml, yaml_documents
 
 __all__ = [
+    "ANNOTATION_ACCEPT_VERIFICATION",
+    "KargoStage",
+    "Verification",
+    "VerificationRecord",
+    "current_record",
+    "kargo_stage",
+    "verification_of",
     "PROSPECTIVE_NAME",
     "StageFacts",
     "abort_patch",

@@ -8,7 +8,8 @@ from datetime import datetime
 from typing import Any
 
 from policy_server.kargo._objects import format_time, time_ns
-from policy_server.kargo._view import PromotionFacts, RunFacts
+from policy_server.kargo._verification import Verification, VerificationRecord
+from policy_server.kargo._view import PromotionFacts
 
 PROSPECTIVE_NAME = "(prospective)"
 INPUT_VERSION = 1
@@ -25,6 +26,9 @@ class StageFacts:
     current_promotion: str | None
     last_promotion: str | None
     current_freight_collection: str | None
+    last_promotion_phase: str | None = None
+    reverify_requested: bool = False
+    accepted_verification: str | None = None
 
 
 def freight_facts(raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -62,20 +66,40 @@ def promotion_document(p: PromotionFacts, *, prospective: bool = False) -> dict[
     }
 
 
-def run_document(r: RunFacts) -> dict[str, Any]:
-    """The verification run in the input document."""
+def verification_document(v: Verification) -> dict[str, Any]:
+    """L's verification in the input document."""
     return {
-        "name": r.name,
+        "name": v.name,
+        "phase": v.phase,
+        "effective_phase": v.effective_phase,
+        "terminal": v.terminal,
+        "terminated": v.terminated,
+        "aborted_by_user": v.aborted_by_user,
+        "awaiting_kargo": v.awaiting_kargo,
+        "source": v.source,
+        "message": v.message,
+        "record_id": v.record_id,
+        "freight_collection": v.freight_collection,
+        "promotion_annotation": v.promotion,
+        "created_at_ns": time_ns(v.created_at),
+        "started_at_ns": time_ns(v.started_at),
+        "completed_at": format_time(v.completed_at),
+        "completed_at_ns": time_ns(v.completed_at),
+    }
+
+
+def record_document(r: VerificationRecord, reused: bool) -> dict[str, Any]:
+    """Kargo's newest record of L's Freight in the input document."""
+    return {
+        "id": r.id,
         "phase": r.phase,
-        "effective_phase": r.effective_phase,
-        "terminal": r.terminal,
-        "terminated": r.terminated,
-        "freight_collection": r.freight_collection,
-        "promotion_annotation": r.promotion,
-        "created_at_ns": time_ns(r.created_at),
+        "message": r.message,
+        "analysis_run": r.run,
+        "analysis_run_phase": r.run_phase,
+        "actor": r.actor,
         "started_at_ns": time_ns(r.started_at),
-        "completed_at": format_time(r.completed_at),
-        "completed_at_ns": time_ns(r.completed_at),
+        "finished_at_ns": time_ns(r.finished_at),
+        "reused": reused,
     }
 
 
@@ -106,7 +130,8 @@ def decision_input(
     queue: Iterable[PromotionFacts] = (),
     recent: Iterable[PromotionFacts] = (),
     last_succeeded: PromotionFacts | None = None,
-    verification: RunFacts | None = None,
+    verification: Verification | None = None,
+    kargo_record: tuple[VerificationRecord, bool] | None = None,
     freight: Mapping[str, Mapping[str, Any]] | None = None,
     prospective: bool = False,
     point: str = "start",
@@ -143,11 +168,15 @@ def decision_input(
             "current_promotion": stage.current_promotion,
             "last_promotion": stage.last_promotion,
             "current_freight_collection": stage.current_freight_collection,
+            "last_promotion_phase": stage.last_promotion_phase,
+            "reverify_requested": stage.reverify_requested,
+            "accepted_verification": stage.accepted_verification,
         },
         "queue": queue_names,
         "promotions": promotions,
         "last_succeeded": last_succeeded.name if last_succeeded is not None else None,
-        "verification": run_document(verification) if verification is not None else None,
+        "verification": verification_document(verification) if verification is not None else None,
+        "kargo_verification": record_document(*kargo_record) if kargo_record is not None else None,
         "freight": {name: dict(facts) for name, facts in (freight or {}).items()},
         "parameters": {},
     }

@@ -1,4 +1,4 @@
-"""Kargo's queue and verification rules over recorded facts (``shared/KARGO.md`` §2 and the model notes)."""
+"""Kargo's queue and verification rules over recorded facts (``policies/KARGO.md``)."""
 
 from __future__ import annotations
 
@@ -47,16 +47,9 @@ class RunFacts:
     completed_at: datetime | None
 
     @property
-    def effective_phase(self) -> str:
-        """The phase Kargo acts on: a run stopped by a user (``spec.terminate``) counts as Failed."""
-        if self.terminated:
-            return "Failed"
-        return self.phase
-
-    @property
     def terminal(self) -> bool:
-        """Whether the run has ended, by its effective phase."""
-        return self.effective_phase in ANALYSIS_TERMINAL_PHASES
+        """Whether the run has ended (its own phase; ``kargo._verification`` says what counts for L)."""
+        return self.phase in ANALYSIS_TERMINAL_PHASES
 
 
 def queue_order(promotions: Iterable[PromotionFacts]) -> list[PromotionFacts]:

@@ -62,4 +62,7 @@ def _judge(policy_id: str, name: str, expect: dict[str, Any], outcome: Any) -> E
     aborts = sorted(a["promotion"] for a in outcome.abort)
     if "aborts" in expect and aborts != sorted(expect["aborts"]):
         problems.append(f"expected aborts {sorted(expect['aborts'])}, got {aborts}")
+    warnings = sorted({w["code"] for w in outcome.warn})
+    if "warnings" in expect and warnings != sorted(expect["warnings"]):
+        problems.append(f"expected warnings {sorted(expect['warnings'])}, got {warnings}")
     return ExampleResult(policy_id, name, not problems, "; ".join(problems) or "ok")

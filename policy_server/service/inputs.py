@@ -19,6 +19,9 @@ def stage_facts(state: StageState) -> StageFacts:
         current_promotion=state.current_promotion,
         last_promotion=state.last_promotion,
         current_freight_collection=state.current_freight_collection,
+        last_promotion_phase=state.kargo.last_promotion_phase,
+        reverify_requested=state.kargo.reverify_requested,
+        accepted_verification=state.kargo.accepted_verification,
     )
 
 
@@ -47,6 +50,7 @@ def document_from_facts(
         recent=state.recent if state else (),
         last_succeeded=state.last_succeeded if state else None,
         verification=state.verification if state else None,
+        kargo_record=state.kargo_record if state else None,
         freight={name: freight_facts(raw) for name, raw in facts.freight.items()},
         prospective=prospective and stage is not None,
         point=point,

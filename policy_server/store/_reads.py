@@ -8,7 +8,16 @@ import msgspec
 from sqlalchemy import and_, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from policy_server.kargo import Kind, PromotionFacts, RunFacts, newest_succeeded, queue_order, verifying_run
+from policy_server.kargo import (
+    Kind,
+    PromotionFacts,
+    RunFacts,
+    current_record,
+    kargo_stage,
+    newest_succeeded,
+    queue_order,
+    verification_of,
+)
 from policy_server.store._models import StageClaimRow
 from policy_server.store._rows import PROMOTION_COLUMNS, RUN_COLUMNS, TABLES, promotion_facts, run_facts, stored
 from policy_server.store._types import Claim, DecisionFacts, StageState
@@ -87,17 +96,24 @@ def stage_state(
     runs: list[RunFacts],
 ) -> StageState:
     """A Stage's state from what was read (every path reads the same and builds it here)."""
+    stage = stored(Kind.STAGE, stage_row)
+    kargo = kargo_stage(stage.object)
+    last_succeeded = newest_succeeded([last] if last else [])
+    verifies = bool(stage_row.has_verification)
+    record, reused = current_record(kargo, last_succeeded, runs) if verifies else (None, False)
     return StageState(
-        stage=stored(Kind.STAGE, stage_row),
-        has_verification=bool(stage_row.has_verification),
+        stage=stage,
+        has_verification=verifies,
         health_status=stage_row.health_status,
         current_promotion=stage_row.current_promotion,
         last_promotion=stage_row.last_promotion,
         current_freight_collection=stage_row.current_freight_collection,
         queue=queue_order(queue),
         recent=recent,
-        last_succeeded=newest_succeeded([last] if last else []),
-        verification=verifying_run(last, runs) if stage_row.has_verification else None,
+        last_succeeded=last_succeeded,
+        verification=verification_of(last_succeeded, runs, kargo) if verifies else None,
+        kargo=kargo,
+        kargo_record=(record, reused) if record is not None else None,
     )
 
 

@@ -6,7 +6,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from policy_server.kargo import PROMOTION_TERMINAL_PHASES, ObjectKey, PromotionFacts, RunFacts
+from policy_server.kargo import (
+    PROMOTION_TERMINAL_PHASES,
+    KargoStage,
+    ObjectKey,
+    PromotionFacts,
+    Verification,
+    VerificationRecord,
+)
 
 
 @dataclass(slots=True)
@@ -58,7 +65,11 @@ class StageState:
     queue: list[PromotionFacts]
     recent: list[PromotionFacts]
     last_succeeded: PromotionFacts | None
-    verification: RunFacts | None
+    verification: Verification | None
+    kargo: KargoStage
+    """What the Stage object itself says: Kargo's verification records, last Promotion phase, annotations."""
+    kargo_record: tuple[VerificationRecord, bool] | None
+    """Kargo's newest record of L's Freight and whether it names a reused run (Kargo #6372)."""
 
 
 @dataclass(frozen=True, slots=True)

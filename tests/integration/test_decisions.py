@@ -72,13 +72,14 @@ async def test_the_worked_scenario_of_the_fixtures(client, fixtures_dir):
     assert p8["actions"] == []
 
     # P8 succeeds and Kargo reuses AR-a, created two days before P8 finished (Kargo #6372): it does not
-    # verify P8, so the next Promotion waits for a verification that has not started.
+    # verify P8, so the next Promotion waits for a reverify (prod is Healthy and nothing is current).
     await post(client, "\n".join(lines[14:]), NDJSON)
     stage = (await client.get("/v1/namespaces/kargo-demo/stages/prod")).json()
     assert stage["current_freight"]["kargo_verification"]["phase"] == "Successful"
     after = await decide(client, stage="prod", freight=F3)
     assert after["allow"] is False and after["prospective"] is True
-    assert by_policy(after) == {"block-while-verifying": {"verification_not_started"}}
+    assert by_policy(after) == {"block-while-verifying": {"verification_reused"}}
+    assert stage["current_freight"]["kargo_verification"]["reused"] is True
     finished = await decide(client, PROD_P8)
     assert "promotion_terminal" in codes(finished)
 

@@ -16,7 +16,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from policy_server.engine import Bundle, OpaEvaluator, RegopyEvaluator, WorkerPool
-from policy_server.kargo import PromotionFacts, RunFacts, StageFacts, decision_input, queue_key
+from policy_server.kargo import (
+    KargoStage,
+    PromotionFacts,
+    RunFacts,
+    StageFacts,
+    VerificationRecord,
+    current_record,
+    decision_input,
+    queue_key,
+    verification_of,
+)
 from policy_server.service.examples import load_examples
 from policy_server.service.policies import read_policy_dir
 from tests.conftest import ROOT, OpaProcess, opa_binary
@@ -26,6 +36,7 @@ T0 = datetime(2026, 8, 12, 10, 0, tzinfo=UTC)
 PHASES = ["", "Pending", "Running"]
 TERMINAL = ["Succeeded", "Failed", "Errored", "Aborted"]
 RUN_PHASES = ["", "Pending", "Running", "Successful", "Failed", "Error", "Inconclusive"]
+RECORD_PHASES = ["Pending", "Running", "Successful", "Failed", "Error", "Inconclusive", "Aborted"]
 HEALTH = [None, "Healthy", "Progressing", "Unknown", "Unhealthy", "NotApplicable"]
 
 
@@ -77,30 +88,74 @@ def stage_states(draw) -> dict:
     ]
     succeeded = [p for p in history if p.phase == "Succeeded"]
     last = max(succeeded, key=lambda p: p.queue_key, default=None)
-    run = None
+    runs: list[RunFacts] = []
     if last is not None and _often(draw, 8):
-        # The store only ever hands out a run created at or after L finished (older ones are reused runs).
-        created = last.finished_at + timedelta(seconds=draw(st.integers(0, 600)))
+        # The run for L (created at or after L finished), or an older one Kargo reused (Kargo #6372).
+        reused = _often(draw, 2)
+        offset = draw(st.integers(0, 600))
+        created = last.finished_at + timedelta(seconds=-86400 - offset if reused else offset)
         completed = created + timedelta(seconds=draw(st.integers(0, 2400)))
         phase = draw(st.sampled_from(RUN_PHASES))
         terminated = _often(draw, 2)
-        run = RunFacts(
-            namespace="ns",
-            name="prod.run",
-            stage="prod",
-            freight_collection=last.freight_collection,
-            promotion=last.name,
-            phase="Successful" if terminated and _often(draw, 5) else phase,
-            terminated=terminated,
-            created_at=created,
-            started_at=created,
-            completed_at=completed if phase in ("Successful", "Failed", "Error", "Inconclusive") else None,
+        runs.append(
+            RunFacts(
+                namespace="ns",
+                name=f"prod.{_ulid(int(created.timestamp() * 1000), 7)}.abcdef7",
+                stage="prod",
+                freight_collection=last.freight_collection,
+                promotion=last.name,
+                phase="Successful" if terminated and _often(draw, 5) else phase,
+                terminated=terminated,
+                created_at=created,
+                started_at=created,
+                completed_at=completed if phase in ("Successful", "Failed", "Error", "Inconclusive") else None,
+            )
         )
-    stage = StageFacts("ns", "prod", _often(draw, 8), draw(st.sampled_from(HEALTH)), None, None, None)
+    records: list[VerificationRecord] = []
+    if last is not None and _often(draw, 7):
+        # Kargo's record: of the run, of its own abort, or of an Error without any run.
+        named = runs[0].name if runs and _often(draw, 8) else None
+        phase = draw(st.sampled_from(RECORD_PHASES))
+        user_abort = phase == "Failed" and _often(draw, 4)
+        finished = last.finished_at + timedelta(seconds=draw(st.integers(0, 3000)))
+        records.append(
+            VerificationRecord(
+                id="rec-1",
+                phase=phase,
+                message="Verification aborted by user" if user_abort else None,
+                run=named,
+                run_phase=None,
+                actor=None,
+                started_at=last.finished_at,
+                finished_at=finished if phase not in ("Pending", "Running") else None,
+            )
+        )
+    last_phase = draw(st.sampled_from(["Succeeded", *TERMINAL, None]))
+    kargo = KargoStage(
+        freight_collection=last.freight_collection if last is not None and _often(draw, 9) else "c-other",
+        records=tuple(records),
+        last_promotion_phase=last_phase,
+        reverify_requested=False,
+        accepted_verification=draw(st.sampled_from([None, "rec-1", runs[0].name if runs else "x"])),
+    )
     choices = queue + history
     asked = draw(st.sampled_from(choices)) if choices and _often(draw, 9) else None
+    running = [p.name for p in queue if p.phase == "Running"]
+    current = draw(st.sampled_from([None, *running])) if running else None
+    stage = StageFacts(
+        "ns",
+        "prod",
+        _often(draw, 8),
+        draw(st.sampled_from(HEALTH)),
+        current,
+        last.name if last is not None and last_phase in ("Succeeded", None) else None,
+        None,
+        last_promotion_phase=last_phase,
+        accepted_verification=kargo.accepted_verification,
+    )
     now = T0 + timedelta(seconds=draw(st.integers(0, 4000)))
     ordered = sorted(queue, key=lambda p: (p.phase != "Running", p.queue_key))
+    record, reused = current_record(kargo, last, runs)
     return decision_input(
         namespace="ns",
         now=now,
@@ -109,7 +164,8 @@ def stage_states(draw) -> dict:
         queue=ordered,
         recent=sorted(history, key=lambda p: p.queue_key, reverse=True),
         last_succeeded=last,
-        verification=run,
+        verification=verification_of(last, runs, kargo),
+        kargo_record=(record, reused) if record is not None else None,
     )
 
 

@@ -2,7 +2,7 @@
 
 Run ``python -m tests.support.policy_examples`` to rewrite ``policies/*/examples/``; a test checks that the
 committed files are what this produces. Expected outcomes are written here by hand from the semantics in
-``shared/KARGO.md``, never computed by the policies they check.
+``policies/KARGO.md``, never computed by the policies they check.
 """
 
 from __future__ import annotations
@@ -69,17 +69,50 @@ def stream(*indices: int | slice) -> Callable[[Path], list[bytes]]:
     return bodies
 
 
-def with_run(mutate: Callable[[dict], None]) -> Callable[[Path], list[bytes]]:
-    """The snapshot with AR-e changed (a newer resourceVersion, as a watch would deliver)."""
+def with_run(
+    mutate: Callable[[dict], None], stage: Callable[[dict], None] | None = None
+) -> Callable[[Path], list[bytes]]:
+    """The snapshot with AR-e changed, and optionally Stage prod (newer resourceVersions, as a watch delivers)."""
 
     def bodies(fixtures: Path) -> list[bytes]:
         run = json.loads((fixtures / "snapshot" / "analysisruns" / f"{AR_E}.json").read_text())
         changed = copy.deepcopy(run)
         mutate(changed)
         changed["metadata"]["resourceVersion"] = str(int(run["metadata"]["resourceVersion"]) + 1000)
-        return snapshot(fixtures) + [json.dumps(changed).encode()]
+        out = snapshot(fixtures) + [json.dumps(changed).encode()]
+        if stage is not None:
+            out.append(json.dumps(_changed_prod(fixtures, stage)).encode())
+        return out
 
     return bodies
+
+
+def without_run(stage: Callable[[dict], None]) -> Callable[[Path], list[bytes]]:
+    """The snapshot with AR-e deleted and Stage prod changed."""
+
+    def bodies(fixtures: Path) -> list[bytes]:
+        run = json.loads((fixtures / "snapshot" / "analysisruns" / f"{AR_E}.json").read_text())
+        run["metadata"]["resourceVersion"] = str(int(run["metadata"]["resourceVersion"]) + 1000)
+        deleted = json.dumps({"type": "DELETED", "object": run}) + "\n"
+        return snapshot(fixtures) + [deleted.encode(), json.dumps(_changed_prod(fixtures, stage)).encode()]
+
+    return bodies
+
+
+def _changed_prod(fixtures: Path, mutate: Callable[[dict], None]) -> dict:
+    prod = json.loads((fixtures / "snapshot" / "stages" / "prod.json").read_text())
+    changed = copy.deepcopy(prod)
+    mutate(changed)
+    changed["metadata"]["resourceVersion"] = str(int(prod["metadata"]["resourceVersion"]) + 1000)
+    return changed
+
+
+def _record(stage: dict, **fields: Any) -> None:
+    """Kargo's newest verification record of prod's current Freight, changed."""
+    record = stage["status"]["freightHistory"][0]["verificationHistory"][0]
+    record.update(fields)
+    if record.get("analysisRun") is None:
+        record.pop("analysisRun", None)
 
 
 def with_prod_health(status: str) -> Callable[[Path], list[bytes]]:
@@ -101,6 +134,29 @@ def _inconclusive(run: dict) -> None:
     run["status"].update(
         phase="Inconclusive", completedAt="2026-08-12T10:33:52Z", message="Metric assessed Inconclusive"
     )
+
+
+def _aborted_in_kargo(stage: dict) -> None:
+    _record(stage, phase="Failed", message="Verification aborted by user", finishTime="2026-08-12T10:33:40Z")
+
+
+def _recorded_successful(stage: dict) -> None:
+    _record(stage, phase="Successful", finishTime="2026-08-12T10:33:40Z")
+
+
+def _error_without_run(stage: dict) -> None:
+    _record(
+        stage,
+        id="5d0c1f7e-0a8b-4c43-9a37-2f3b0c9e7d11",
+        phase="Error",
+        message="Rollouts integration is disabled on this controller: cannot start verification",
+        analysisRun=None,
+        finishTime="2026-08-12T10:33:52Z",
+    )
+
+
+def _accept_ar_e(stage: dict) -> None:
+    stage["metadata"].setdefault("annotations", {})["policy-server.dev/accept-verification"] = AR_E
 
 
 def _terminated(run: dict) -> None:
@@ -129,11 +185,17 @@ SCENARIOS = [
     Scenario("block-while-verifying", "denied_verification_running_p6",
              "After the snapshot AR-e, which verifies P5, is Running: P6 waits.", "2026-08-12T10:33:30+00:00",
              snapshot, promotion=P6, expect={"codes": ["verification_in_progress"]}),
-    Scenario("block-while-verifying", "denied_reused_run_does_not_verify_p8",
-             "After the stream P8 Succeeded and Kargo reused AR-a (created two days before P8 finished, Kargo "
-             "#6372): verification of P8 has not started, so a new prod Promotion waits.",
+    Scenario("block-while-verifying", "denied_reused_run_holds_until_reverify_p8",
+             "After the stream P8 Succeeded and Kargo recorded AR-a, created two days before P8 finished, as its "
+             "verification (Kargo #6372): no evidence for P8's deployment, so a new prod Promotion waits for "
+             "a reverify (prod is Healthy, nothing is current: Kargo would start one).",
              "2026-08-12T10:45:00+00:00", stream(slice(0, None)), stage="prod", freight=F3,
-             expect={"codes": ["verification_not_started"]}),
+             expect={"codes": ["verification_reused"]}),
+    Scenario("block-while-verifying", "denied_stopped_run_awaiting_kargo_p6",
+             "AR-e was stopped (spec.terminate, Successful 'Run Terminated') and Kargo has not recorded the "
+             "result yet: only its record says whether a user aborted it, so P6 waits.",
+             "2026-08-12T10:33:45+00:00", with_run(_terminated), promotion=P6,
+             expect={"codes": ["verification_in_progress"]}),
     Scenario("block-while-verifying", "allowed_verification_failed_p8",
              "AR-e failed and P6/P7 were aborted: P8, created after the failure, is not held by this policy.",
              "2026-08-12T10:40:30+00:00", stream(slice(0, 14)), promotion=P8),
@@ -151,10 +213,26 @@ SCENARIOS = [
              "P8 was created after AR-e failed: judged normally, while P6 and P7 are still to be aborted.",
              "2026-08-12T10:40:30+00:00", stream(slice(0, 7), 12, 13), promotion=P8,
              expect={"codes": [], "aborts": [P6, P7]}),
-    Scenario("cancel-queue-on-failure", "denied_run_stopped_by_user_p7",
-             "A user stopped AR-e (spec.terminate; it reports Successful 'Run Terminated'): counts as Failed.",
-             "2026-08-12T10:34:00+00:00", with_run(_terminated), promotion=P7,
+    Scenario("cancel-queue-on-failure", "denied_verification_aborted_by_user_p7",
+             "A user aborted the verification in Kargo: Kargo stopped AR-e (it reports Successful 'Run "
+             "Terminated') and recorded Failed 'Verification aborted by user'. Counts as failed.",
+             "2026-08-12T10:34:00+00:00", with_run(_terminated, _aborted_in_kargo), promotion=P7,
              expect={"codes": ["verification_failed"], "aborts": [P6, P7]}),
+    Scenario("cancel-queue-on-failure", "allowed_run_stopped_otherwise_p7",
+             "Someone else set spec.terminate on AR-e: it ends Successful and Kargo records Successful. Nothing "
+             "failed, nothing to abort.",
+             "2026-08-12T10:34:00+00:00", with_run(_terminated, _recorded_successful), promotion=P7,
+             expect={"codes": [], "aborts": []}),
+    Scenario("cancel-queue-on-failure", "denied_error_recorded_without_run_p6",
+             "Kargo recorded Error without starting any AnalysisRun (Rollouts integration disabled): a failed "
+             "verification, so P6 and P7 are denied and aborted.",
+             "2026-08-12T10:34:00+00:00", without_run(_error_without_run), promotion=P6,
+             expect={"codes": ["verification_failed"], "aborts": [P6, P7]}),
+    Scenario("cancel-queue-on-failure", "allowed_inconclusive_accepted_p6",
+             "AR-e ended Inconclusive and a person annotated prod with policy-server.dev/accept-verification=AR-e: "
+             "the queue moves on, and the decision says why.",
+             "2026-08-12T10:34:00+00:00", with_run(_inconclusive, _accept_ar_e), promotion=P6,
+             expect={"codes": [], "aborts": [], "warnings": ["inconclusive_accepted"]}),
     Scenario("cancel-queue-on-failure", "denied_inconclusive_holds_p6",
              "AR-e ended Inconclusive: the queue waits for a human, nothing is aborted.",
              "2026-08-12T10:34:00+00:00", with_run(_inconclusive), promotion=P6,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from litestar import Controller, get
 from litestar.openapi.spec import Example
@@ -22,7 +22,7 @@ from policy_server.api.stages.schemas import (
     VerificationRun,
 )
 from policy_server.errors import NotFound
-from policy_server.kargo import PromotionFacts, RunFacts, format_time
+from policy_server.kargo import PromotionFacts, Verification, format_time
 from policy_server.store import StageState
 
 
@@ -174,41 +174,46 @@ def _summary(p: PromotionFacts) -> PromotionSummary:
     )
 
 
-def _run(r: RunFacts) -> VerificationRun:
+def _run(v: Verification) -> VerificationRun:
     return VerificationRun(
-        name=r.name,
-        phase=r.phase,
-        effective_phase=r.effective_phase,
-        terminated=r.terminated,
-        freight_collection=r.freight_collection,
-        promotion_annotation=r.promotion,
-        created_at=format_time(r.created_at),
-        started_at=format_time(r.started_at),
-        completed_at=format_time(r.completed_at),
+        name=v.name,
+        phase=v.phase,
+        effective_phase=v.effective_phase,
+        terminated=v.terminated,
+        aborted_by_user=v.aborted_by_user,
+        awaiting_kargo=v.awaiting_kargo,
+        source=v.source,
+        message=v.message,
+        freight_collection=v.freight_collection,
+        promotion_annotation=v.promotion,
+        created_at=format_time(v.created_at),
+        started_at=format_time(v.started_at),
+        completed_at=format_time(v.completed_at),
     )
 
 
-def _current_freight(status: dict[str, Any]) -> CurrentFreight | None:
+def _current_freight(state: StageState) -> CurrentFreight | None:
+    status = state.stage.object.get("status") or {}
     history = status.get("freightHistory") or []
     if not history or not isinstance(history[0], dict):
         return None
-    entry = history[0]
-    items = entry.get("items") or {}
+    items = history[0].get("items") or {}
     names = [ref.get("name") for ref in items.values() if isinstance(ref, dict) and ref.get("name")]
     record = None
-    verifications = entry.get("verificationHistory") or []
-    if verifications and isinstance(verifications[0], dict):
-        v = verifications[0]
-        run = v.get("analysisRun") or {}
+    if state.kargo.records:
+        newest = state.kargo.records[0]
         record = KargoVerificationRecord(
-            id=v.get("id"),
-            phase=v.get("phase"),
-            analysis_run=run.get("name") if isinstance(run, dict) else None,
-            start_time=v.get("startTime"),
-            finish_time=v.get("finishTime"),
-            message=v.get("message"),
+            id=newest.id,
+            phase=newest.phase or None,
+            analysis_run=newest.run,
+            reused=state.kargo_record is not None and state.kargo_record[1],
+            start_time=format_time(newest.started_at),
+            finish_time=format_time(newest.finished_at),
+            message=newest.message,
         )
-    return CurrentFreight(collection_id=entry.get("id"), freight=sorted(names), kargo_verification=record)
+    return CurrentFreight(
+        collection_id=state.kargo.freight_collection, freight=sorted(names), kargo_verification=record
+    )
 
 
 def _stage_view(state: StageState) -> StageView:
@@ -225,7 +230,7 @@ def _stage_view(state: StageState) -> StageView:
         queue=[_summary(p) for p in state.queue],
         recent_promotions=[_summary(p) for p in state.recent],
         last_succeeded_promotion=_summary(state.last_succeeded) if state.last_succeeded else None,
-        current_freight=_current_freight(status),
+        current_freight=_current_freight(state),
         current_verification=_run(state.verification) if state.verification else None,
         conditions=[c for c in status.get("conditions") or [] if isinstance(c, dict)],
     )

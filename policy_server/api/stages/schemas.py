@@ -22,14 +22,24 @@ class PromotionSummary(msgspec.Struct):
 
 
 class VerificationRun(msgspec.Struct):
-    """The AnalysisRun that verifies the newest Succeeded Promotion."""
+    """The verification of the newest Succeeded Promotion, as the built-in policies count it."""
 
-    name: str
+    name: str | None
+    """The AnalysisRun; null when Kargo recorded a verification without one (`source: kargo`)."""
     phase: str
     """The run's own `status.phase` (empty until Argo Rollouts reconciles it)."""
     effective_phase: str
-    """What counts: a run stopped by a user (`spec.terminate`) counts as Failed."""
+    """What counts: Kargo's terminal verdict when it recorded one for this run (its abort of a verification is
+    Failed, while the run says Successful), else the run's own phase."""
     terminated: bool
+    """`spec.terminate` is set on the run."""
+    aborted_by_user: bool
+    """Kargo recorded its own abort of this verification."""
+    awaiting_kargo: bool
+    """The run was stopped and ended, and Kargo has not recorded its verdict yet."""
+    source: str
+    """`analysis-run`, or `kargo` when Kargo's record is the only evidence."""
+    message: str | None
     freight_collection: str | None
     promotion_annotation: str | None
     """The `kargo.akuity.io/promotion` annotation: a hint that can name the wrong Promotion."""
@@ -44,6 +54,8 @@ class KargoVerificationRecord(msgspec.Struct):
     id: str | None
     phase: str | None
     analysis_run: str | None
+    reused: bool
+    """It names a run created before the newest Succeeded Promotion finished (Kargo #6372)."""
     start_time: str | None
     finish_time: str | None
     message: str | None
@@ -100,7 +112,8 @@ class StageView(msgspec.Struct):
     last_succeeded_promotion: PromotionSummary | None
     current_freight: CurrentFreight | None
     current_verification: VerificationRun | None
-    """The newest run of the last Succeeded Promotion's Freight created at or after it finished."""
+    """The newest run of the last Succeeded Promotion's Freight created at or after it finished, with Kargo's
+    record of it; or Kargo's record alone when it verified without a run."""
     conditions: list[dict[str, Any]]
 
 

@@ -68,11 +68,6 @@ def test_a_run_created_before_the_promotion_finished_does_not_verify_it():
     assert verifying_run(last, [reused, fresh, newer, other_freight]) is newer
 
 
-def test_a_terminated_run_counts_as_failed_even_though_it_reports_successful():
-    terminated = run("r", T0, phase="Successful", terminated=True)
-    assert terminated.effective_phase == "Failed" and terminated.terminal
-
-
 def test_no_run_without_a_finished_succeeded_promotion():
     assert verifying_run(None, [run("r", T0)]) is None
     unfinished = promotion("01kztrdxmgg3c76w16pjvk9zd1", "Succeeded", None)
