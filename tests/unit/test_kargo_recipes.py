@@ -33,18 +33,20 @@ def test_the_gate_is_the_first_step_and_posts_the_promotion():
     config = first["config"]
     assert config["method"] == "POST" and config["url"].endswith("/v1/decisions")
     assert "ctx.project" in config["body"] and "ctx.promotion" in config["body"]
-    assert config["body"].startswith("${{ quote(") and config["body"].endswith(") }}")
+    # `${% %}`: Kargo ends `${{` at the first `}}`, which the object literal contains (the integration test
+    # renders it with Kargo's own engine).
+    assert config["body"].startswith("${% quote(") and config["body"].endswith(") %}")
     # Kargo enforces a 10 s floor on pollInterval; the timeout bounds the wait.
     assert int(config["pollInterval"].rstrip("s")) >= 10
     assert first["retry"]["timeout"]
-    for key in ("successExpression", "failureExpression"):
+    for key in ("successExpression", "failureExpression", "errorExpression"):
         assert "${{" not in config[key], "Kargo evaluates these as expr-lang; they must not be templated"
 
 
 def test_expressions_only_read_fields_the_decision_has():
     (stage,) = yaml.safe_load_all((RECIPES / "stage-prod-with-policy-gate.yaml").read_text())
     config = stage["spec"]["promotionTemplate"]["spec"]["steps"][0]["config"]
-    expressions = [config["successExpression"], config["failureExpression"]]
+    expressions = [config["successExpression"], config["failureExpression"], config["errorExpression"]]
     expressions += [o["fromExpression"] for o in config.get("outputs", [])]
     top = set(re.findall(r"response\.body\.(\w+)", " ".join(expressions)))
     assert top and top <= _fields(DecisionView), top - _fields(DecisionView)
