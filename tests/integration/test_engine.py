@@ -326,3 +326,18 @@ async def test_a_policy_set_that_crashes_with_preset_parameters_is_answered_one_
     assert evaluator.pool.restarts == restarts + 1
     (outcome,) = await evaluator.evaluate(bundle, call)
     assert outcome.failure is None and evaluator.pool.restarts == restarts + 1
+
+
+async def test_a_policy_that_asks_what_day_it_is_in_a_time_zone_is_answered(evaluator):
+    # With aiohttp's frozenlist loaded before regopy, these builtins killed every worker ("free(): invalid
+    # pointer"): policy_server/__init__.py loads regopy first. A freeze window depends on them.
+    code = demo(
+        "calendar",
+        'deny contains {"code": "friday", "message": sprintf("%v %v", [day, clock])} if {\n'
+        '\tday := time.weekday([input.now_ns, "Europe/Berlin"])\n'
+        '\tclock := time.clock([input.now_ns, "Europe/Berlin"])\n'
+        '\tday == "Friday"\n}',
+    )
+    (outcome,) = await evaluator.evaluate(Bundle.of([code]), [("calendar", {"now_ns": 1798761600000000000})])
+    assert outcome.failure is None, outcome.failure
+    assert outcome.deny == [{"code": "friday", "message": "Friday [1, 0, 0]"}]
