@@ -34,6 +34,7 @@ from policy_server.api.decisions.controllers import DecisionsController
 from policy_server.api.examples import VerbatimExample, load_json
 from policy_server.api.health.controllers import HealthController, MetricsController
 from policy_server.api.policies.controllers import EvaluateController, PoliciesController
+from policy_server.api.policies.impact import ImpactController
 from policy_server.api.problems import EXCEPTION_HANDLERS, PROBLEM_MEDIA_TYPE
 from policy_server.api.requests import (
     DEPTH_LIMIT_KEY,
@@ -301,6 +302,7 @@ class PolicyServerPlugin(InitPluginProtocol):
                 NamespacesController,
                 StagesController,
                 PoliciesController,
+                ImpactController,
                 DecisionsController,
                 AdmissionController,
                 AccessController,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from datetime import datetime, timedelta
 from typing import Annotated
 
 from litestar.di import NamedDependency
@@ -40,3 +41,17 @@ def query_time(value: str | None, name: str) -> datetime | None:
     except ValueError as exc:
         reason = str(exc) if "range" in str(exc) or "zone" in str(exc) else "not an RFC 3339 time"
         raise InvalidInput(f"`{name}`: {reason} (got {value!r})", errors=[FieldError(reason, field=name)]) from None
+
+
+_DURATION = re.compile(r"^(\d{1,6})([dhm])$")
+
+
+def window_time(value: str | None, name: str, now: datetime) -> datetime | None:
+    """A window edge: a duration back from ``now`` (``7d``, ``12h``, ``30m``) or an RFC 3339 time; else a 422."""
+    if value is None:
+        return None
+    match = _DURATION.match(value.strip())
+    if match:
+        amount, unit = int(match.group(1)), {"d": "days", "h": "hours", "m": "minutes"}[match.group(2)]
+        return now - timedelta(**{unit: amount})
+    return query_time(value, name)

@@ -55,6 +55,8 @@ class Problem(msgspec.Struct, omit_defaults=True):
     errors: list[ProblemField] | None = None
     limit: str | None = None
     """The configured limit a request broke (413, 422)."""
+    impact: dict[str, Any] | None = None
+    """The impact report that refused a write (409 with `impact.max_flips`)."""
 
 
 def problem_response(
@@ -67,6 +69,7 @@ def problem_response(
     errors: list[dict[str, Any]] | None = None,
     headers: dict[str, str] | None = None,
     limit: str | None = None,
+    impact: dict[str, Any] | None = None,
 ) -> Response[dict[str, Any]]:
     """A problem details answer."""
     body: dict[str, Any] = {
@@ -81,6 +84,8 @@ def problem_response(
         body["errors"] = errors
     if limit:
         body["limit"] = limit
+    if impact is not None:
+        body["impact"] = impact
     return Response(content=body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
 
 
@@ -96,6 +101,7 @@ def _service_error(request: Request[Any, Any, Any], exc: PolicyServerError) -> R
         errors=[e.to_dict() for e in exc.errors] or None,
         headers=_headers(exc),
         limit=exc.extra.get("limit"),
+        impact=exc.extra.get("impact"),
     )
 
 

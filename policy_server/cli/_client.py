@@ -33,6 +33,11 @@ class Client:
     def get_json(self, path: str) -> Any:
         return self._send("GET", path).json()
 
+    def post_json(self, path: str, body: Any) -> Any:
+        import json
+
+        return self._send("POST", path, json.dumps(body).encode(), "application/json").json()
+
     def post_all(self, path: str, bodies: Iterator[bytes], content_type: str) -> Iterator[dict[str, Any]]:
         """Post each body to ``path``, a few at a time; answers in completion order. Stops at the first error
         (bodies already acknowledged stay applied)."""

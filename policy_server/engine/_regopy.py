@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from policy_server.engine._codes import (
@@ -148,7 +149,14 @@ def _reason(policy_id: str, item: Any) -> dict[str, Any]:
         return {"code": policy_id, "message": item}
     if isinstance(item, dict) and isinstance(item.get("code"), str):
         message = item.get("message")
-        return {"code": item["code"], "message": message if isinstance(message, str) else str(message or "")}
+        reason = {"code": item["code"], "message": message if isinstance(message, str) else str(message or "")}
+        retry_after = item.get("retry_after")
+        if isinstance(retry_after, str) and retry_after:
+            reason["retry_after"] = retry_after[:64]  # when asking again can change the answer (RFC 3339)
+        elif isinstance(retry_after, int) and not isinstance(retry_after, bool) and 0 < retry_after < 2**62:
+            # Nanoseconds, as policies compute time (formatting differs between engines).
+            reason["retry_after"] = datetime.fromtimestamp(retry_after // 1_000_000_000, UTC).isoformat()
+        return reason
     raise ValueError(f"a deny/warn entry must be a string or an object with a string code, got {item!r:.200}")
 
 

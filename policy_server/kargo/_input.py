@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from policy_server.kargo._objects import format_time, time_ns
+from policy_server.kargo._objects import format_time, parse_time, time_ns
 from policy_server.kargo._verification import Verification, VerificationRecord
 from policy_server.kargo._view import PromotionFacts
 
@@ -32,15 +32,27 @@ class StageFacts:
 
 
 def freight_facts(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """A Freight object reduced to what policies read: alias and where it is verified, approved, current."""
+    """A Freight object reduced to what policies read: alias, origin (``Warehouse/<name>``), creation time, and
+    where it is verified, approved, current."""
     status = raw.get("status") or {}
 
     def stages(key: str) -> list[str]:
         value = status.get(key) or {}
         return sorted(value) if isinstance(value, dict) else []
 
+    origin = raw.get("origin")
+    origin = origin if isinstance(origin, dict) else {}
+    metadata = raw.get("metadata")
+    created = metadata.get("creationTimestamp") if isinstance(metadata, dict) else None
+    try:
+        created_ns = time_ns(parse_time(created)) if isinstance(created, str) else None
+    except ValueError:
+        created_ns = None
+    kind, name = origin.get("kind"), origin.get("name")
     return {
         "alias": raw.get("alias"),
+        "origin": f"{kind}/{name}" if isinstance(kind, str) and isinstance(name, str) else None,
+        "created_at_ns": created_ns,
         "verified_in": stages("verifiedIn"),
         "approved_for": stages("approvedFor"),
         "currently_in": stages("currentlyIn"),

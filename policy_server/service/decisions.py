@@ -14,12 +14,21 @@ from typing import Any, Literal
 import msgspec
 
 from policy_server import metrics
+from policy_server.errors import NotFound
 from policy_server.kargo import abort_patch, format_time, stage_of_name, time_ns
 from policy_server.service.decision_log import DecisionLogWriter
 from policy_server.service.inputs import document_from_facts
 from policy_server.service.policies import PolicyService
+from policy_server.service.regression import RegressionTest, deciding_policy, regression_test
 from policy_server.service.verdict import AbortAction, Reason, Verdict
-from policy_server.store import DecisionEntry, DecisionFacts, DecisionStore, StateStore, new_decision_id
+from policy_server.store import (
+    DecisionEntry,
+    DecisionFacts,
+    DecisionStore,
+    LoggedDecision,
+    StateStore,
+    new_decision_id,
+)
 
 _log = logging.getLogger("policy_server.decisions")
 SERVICE_POLICY = "policy-server"
@@ -103,6 +112,14 @@ class DecisionService:
         self._cache: OrderedDict[str, tuple[float, Verdict]] = OrderedDict()
         self._inputs: OrderedDict[tuple[str, str | None, str | None, str | None, str], _ReusableInput] = OrderedDict()
         self.log = DecisionLogWriter(decisions)
+
+    async def regression_test(self, decision: LoggedDecision, policy: str | None) -> RegressionTest:
+        """A Rego test reproducing ``decision`` for the policy that decided it (or ``policy``)."""
+        policy_id, number, mode = deciding_policy(decision, policy)
+        revision = await self.policies.store.revision(policy_id, number)
+        if revision is None:
+            raise NotFound(f"revision {number} of policy {policy_id} no longer exists")
+        return regression_test(decision, revision, mode)
 
     async def decide(self, question: Question) -> Decision:
         """Answer one question; the decision is logged (committed) before it is returned."""
@@ -305,7 +322,11 @@ def result_document(verdict: Verdict, namespace: str) -> dict[str, Any]:
     """The logged result: what the answer says, without ids or times."""
 
     def reasons(items: list[Reason]) -> list[dict[str, str]]:
-        return [{"policy": r.policy, "code": r.code, "message": r.message} for r in items]
+        return [
+            {"policy": r.policy, "code": r.code, "message": r.message}
+            | ({"retry_after": r.retry_after} if r.retry_after else {})
+            for r in items
+        ]
 
     def actions(items: list[AbortAction]) -> list[dict[str, Any]]:
         return [

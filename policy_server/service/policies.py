@@ -90,6 +90,13 @@ def read_policy_dir(directory: Path) -> RevisionDraft:
     )
 
 
+def builtin_enabled(directory: Path) -> bool:
+    """Whether a built-in policy is on by default (``"enabled": false`` in ``policy.json``: a library policy)."""
+    meta_path = directory / "policy.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    return meta.get("enabled", True) is not False
+
+
 def check_draft_shape(policy_id: str, draft: RevisionDraft) -> list[Problem]:
     """Problems of a draft that need no engine: id, mode, scope, parameters, file names, a package."""
     problems: list[Problem] = []
@@ -183,7 +190,7 @@ class PolicyService:
             if problems:
                 raise InvalidPolicy(f"built-in policy {directory.name} is invalid", errors=problems)
             self.builtins[directory.name] = draft
-            written = await self.store.sync_builtin(directory.name, draft)
+            written = await self.store.sync_builtin(directory.name, draft, enabled=builtin_enabled(directory))
             if written is not None:
                 _log.info("built-in policy %s recorded as revision %d", directory.name, written.number)
         self._builtins_loaded = True
@@ -218,6 +225,19 @@ class PolicyService:
                     )
                 )
         return problems, results
+
+    async def checked(self, policy_id: str, draft: RevisionDraft) -> RevisionDraft:
+        """A draft that passes the shape and strict compile checks (its tests are not run), else InvalidPolicy."""
+        problems = check_draft_shape(policy_id, draft)
+        if not problems:
+            others = [p for p in (await self.active()).policies if p.id != policy_id]
+            problems = clash_problems(policy_id, draft.source, {p.id: p.code.source for p in others})
+            problems += await self.workbench.check(
+                PolicyCode(policy_id, draft.source), reserved=[p.code.package for p in others]
+            )
+        if problems:
+            raise InvalidPolicy(_summary(problems), errors=problems)
+        return draft
 
     async def put(self, policy_id: str, draft: RevisionDraft, *, author: str, comment: str) -> Written:
         """Create or update a policy; the revision becomes active only if it is valid and its tests pass."""

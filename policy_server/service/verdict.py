@@ -19,6 +19,8 @@ class Reason:
     policy: str
     code: str
     message: str
+    retry_after: str | None = None
+    """When asking again can change this answer (RFC 3339), for time-bound denials such as a freeze window."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +78,7 @@ def aggregate(refs: list[PolicyRef], outcomes: list[PolicyOutcome], document: di
     queued = set(document.get("queue") or [])
     stage = (document.get("stage") or {}).get("name") or "the Stage"
     for ref, outcome in zip(refs, outcomes, strict=True):
-        denials = [Reason(ref.id, d["code"], d.get("message", "")) for d in outcome.deny]
+        denials = [Reason(ref.id, d["code"], d.get("message", ""), d.get("retry_after")) for d in outcome.deny]
         warnings = [Reason(ref.id, w["code"], w.get("message", "")) for w in outcome.warn]
         if outcome.failure is not None:
             metrics.EVALUATION_FAILURES.labels(outcome.failure.code).inc()

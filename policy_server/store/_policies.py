@@ -136,8 +136,11 @@ class PolicyStore:
                 conn, policy_id, draft, author, comment, action, deleted, based_on, builtin, builtin_hash=None
             )
 
-    async def sync_builtin(self, policy_id: str, draft: RevisionDraft) -> Revision | None:
+    async def sync_builtin(self, policy_id: str, draft: RevisionDraft, *, enabled: bool = True) -> Revision | None:
         """Load a built-in policy: first time, or changed on disk while the active revision is still built in.
+
+        A library policy that is off by default (``enabled`` false) is recorded switched off (a deleting
+        revision): ``restore`` or a write with the user's parameters turns it on.
 
         A policy a user has overridden or deleted keeps the user's revision; only the recorded built-in hash
         moves, so that ``restore`` brings back the new built-in version. Returns the revision written, if any.
@@ -157,9 +160,9 @@ class PolicyStore:
                 policy_id,
                 draft,
                 "builtin",
-                "built-in policy loaded from policies/",
+                "built-in policy loaded from policies/" + ("" if enabled else " (off by default)"),
                 "builtin",
-                False,
+                not enabled,
                 None,
                 True,
                 builtin_hash=content,

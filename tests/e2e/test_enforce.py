@@ -151,6 +151,43 @@ def test_of_two_enforcing_replicas_one_acts_and_each_promotion_is_patched_once(s
     assert sorted(leaders) == [False, True]
 
 
+def test_the_enforcer_applies_a_library_policy_once_it_is_turned_on(server_factory, kube, tmp_path):
+    """supersede-pending (off by default): when a Promotion of newer Freight is created, the older Pending ones
+    of the same Warehouse are aborted by the enforcer, with no code of the user's."""
+    namespace = kube.project()
+    for obj in demo_objects():
+        kube.create(obj, namespace)
+    # P6's verification passed: nothing else holds the queue.
+    kube.patch_status("AnalysisRun", AR_E, namespace, dict(_stream_status("AnalysisRun", 5), phase="Successful"))
+    server = _enforcing(server_factory, kube, tmp_path, namespace, "on")
+    with httpx.Client(base_url=server.url, headers=ADMIN, timeout=30) as http:
+        assert http.post("/v1/policies/supersede-pending/restore").status_code == 200
+    # Kargo discovers new Freight (creation times have whole seconds: a second later), and a Promotion of it
+    # is created: P6 and P7 carry older Freight of the same Warehouse.
+    time.sleep(1.1)
+    freight = next(o for o in demo_objects(("Freight",)) if o["metadata"]["name"].startswith("0ccf689"))
+    new_freight = "f1e5a0b2c3d4e5f60718293a4b5c6d7e8f901234"
+    kube.create(json.loads(json.dumps(freight).replace(freight["metadata"]["name"], new_freight)), namespace)
+    newest = next(o for o in demo_objects(("Promotion",)) if o["metadata"]["name"] == PROD_P6)
+    fresh = "prod.01kzv0000000000000000000zy.f1e5a0b"
+    text = json.dumps(newest).replace(PROD_P6, fresh).replace("759376cafc8e421500b205c6eef4f1989c05217f", new_freight)
+    newest = json.loads(text)
+    newest["status"] = {"phase": "Pending"}
+    kube.create(newest, namespace)
+
+    def superseded() -> dict[str, bool]:
+        return {
+            p["metadata"]["name"]: ABORT in (p["metadata"].get("annotations") or {})
+            for p in kube.get("promotions.kargo.akuity.io", namespace)
+            if p["metadata"]["name"] in (PROD_P6, PROD_P7, fresh)
+        }
+
+    _until(lambda: superseded() == {PROD_P6: True, PROD_P7: True, fresh: False}, "P6 and P7 superseded")
+    (event,) = _events(kube, namespace, PROD_P6)  # P6 is superseded by the fresh one (P7 maybe already by P6)
+    assert "supersede-pending" in event["message"] and fresh in event["message"]
+    assert len(_events(kube, namespace, PROD_P7)) == 1
+
+
 def test_the_deployed_rbac_grants_what_the_watcher_and_enforcer_use_and_nothing_more(kube):
     """deploy/policy-server.yaml's RBAC, applied to the real API server, asked with `kubectl auth can-i`."""
     kube.kubectl("create", "namespace", "kargo-policy", check=False)

@@ -45,6 +45,7 @@ def endpoints(fixtures_dir, ids: dict[str, str]) -> list[tuple[str, str, str, di
             ("POST", "/v1/decisions", "control", {"promotion": {"namespace": ns, "name": P6}}, f"ns:{ns}"),
             ("GET", f"/v1/decisions?namespace={ns}", "read", None, f"ns:{ns}"),
             ("GET", f"/v1/decisions/{ids[ns]}", "read", None, f"ns:{ns}"),
+            ("GET", f"/v1/decisions/{ids[ns]}/test?policy=admission", "read", None, f"ns:{ns}"),
             ("POST", "/v1/evaluate", "author", {"input": {"namespace": ns}, "policy": "admission"}, f"ns:{ns}"),
             ("POST", "/v1/admission/promotions", "control", _review(ns), f"ns:{ns}"),
         ]
@@ -57,6 +58,7 @@ def endpoints(fixtures_dir, ids: dict[str, str]) -> list[tuple[str, str, str, di
         ("GET", "/v1/policies/admission/revisions/1", "read", None, "any"),
         ("GET", "/v1/schemas/decision-input", "read", None, "any"),
         ("POST", "/v1/policies/admission/test", "author", None, "any"),
+        ("POST", "/v1/policies/admission/impact", "author", {"revision": 1, "max_decisions": 10}, "any"),
         ("PUT", "/v1/policies/scratch", "author", {"source": "not rego"}, "unscoped"),
         ("POST", "/v1/policies/nothing/rollback", "author", {"revision": 1}, "unscoped"),
         ("DELETE", "/v1/policies/nothing", "author", None, "unscoped"),

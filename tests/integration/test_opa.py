@@ -192,3 +192,10 @@ async def test_one_request_answers_every_policy_and_a_failing_policy_still_fails
         assert asked[0] == "policy_server/entry/combined/result" and len(asked) == 3  # then one by one
     finally:
         await evaluator.close()
+
+
+async def test_impact_analysis_runs_the_same_with_decisions_on_opa(opa_client, fixtures_dir):
+    # Decisions were answered by OPA; the replay runs on the authoring capacity and must count the same flips.
+    from tests.integration import test_impact
+
+    await test_impact.test_impact_counts_exactly_the_flips_the_change_makes(opa_client, fixtures_dir)

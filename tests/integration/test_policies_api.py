@@ -67,8 +67,12 @@ async def put(client, body, policy="freeze"):
 
 async def test_built_in_policies_are_loaded_at_start_up(client):
     policies = {p["id"]: p for p in (await client.get("/v1/policies")).json()}
-    assert set(policies) >= {"admission", "block-while-verifying", "cancel-queue-on-failure"}
-    assert all(p["builtin"] and p["state"] == "active" and p["active_revision"] == 1 for p in policies.values())
+    on = {"admission", "block-while-verifying", "cancel-queue-on-failure"}
+    library = {"freeze-window", "supersede-pending"}  # loaded switched off
+    assert set(policies) == on | library
+    assert all(p["builtin"] and p["active_revision"] == 1 for p in policies.values())
+    assert {i for i, p in policies.items() if p["state"] == "active"} == on
+    assert all(policies[i]["state"] != "active" for i in library)
     revision = (await client.get("/v1/policies/admission/revisions/1")).json()
     assert revision["author"] == "builtin" and "package policies.admission" in revision["source"]
 

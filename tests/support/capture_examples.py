@@ -86,6 +86,7 @@ async def capture() -> dict[str, dict[str, dict[str, Any]]]:
             export = await client.get("/v1/decisions", params={"limit": 1}, headers={"accept": "application/x-ndjson"})
             examples["ListDecisions"]["200"]["application/x-ndjson"] = export.text.splitlines()[0] + "\n"
             logged = await call("GetDecision", "GET", f"/v1/decisions/{failed['id']}")
+            await call("GetDecisionTest", "GET", f"/v1/decisions/{failed['id']}/test")
             await call("GetDecisionInputSchema", "GET", "/v1/schemas/decision-input")
             await call(
                 "Evaluate", "POST", "/v1/evaluate", json={"input": logged["input"], "policy": "cancel-queue-on-failure"}
@@ -104,6 +105,12 @@ async def capture() -> dict[str, dict[str, dict[str, Any]]]:
                 "scope": active["scope"],
                 "parameters": active["parameters"],
             }
+            # What a draft that no longer holds on a running verification would have changed.
+            lenient = active["source"].replace('run.effective_phase in {"", "Pending", "Running"}', "false")
+            await call(
+                "PolicyImpact", "POST", "/v1/policies/block-while-verifying/impact",
+                json={"draft": {**write, "source": lenient}, "since": "3650d"},
+            )  # fmt: skip
             await call("PutPolicy", "PUT", "/v1/policies/block-while-verifying", json=write)
             await call(
                 "PatchPolicy",

@@ -50,6 +50,8 @@ class Scenario:
     stage: str | None = None
     freight: str | None = None
     expect: dict[str, Any] = field(default_factory=dict)
+    parameters: dict[str, Any] | None = None
+    """The policy's parameters for this example (its defaults when None)."""
 
 
 def snapshot(fixtures: Path) -> list[bytes]:
@@ -240,6 +242,35 @@ SCENARIOS = [
     Scenario("cancel-queue-on-failure", "allowed_verification_running_p6",
              "AR-e is still Running: nothing failed, nothing to abort (block-while-verifying holds P6).",
              "2026-08-12T10:33:30+00:00", snapshot, promotion=P6, expect={"codes": [], "aborts": []}),
+    # freeze-window (off by default; these examples give it windows)
+    Scenario("freeze-window", "denied_release_freeze_p6",
+             "A one-off release freeze covers 12 to 14 August (Berlin): P6 is denied until it ends.",
+             "2026-08-12T10:33:30+00:00", snapshot, promotion=P6, expect={"codes": ["freeze_window"]},
+             parameters={"time_zone": "Europe/Berlin", "windows": [
+                 {"name": "release-freeze",
+                  "start": "2026-08-12T00:00:00+02:00", "end": "2026-08-14T00:00:00+02:00"}]}),
+    Scenario("freeze-window", "denied_weekly_window_prospective_prod",
+             "Wednesdays 12:00-14:00 in Berlin are frozen; at 12:33 a new prod Promotion (the admission webhook's "
+             "question) is denied.",
+             "2026-08-12T10:33:30+00:00", snapshot, stage="prod", freight=F3, expect={"codes": ["freeze_window"]},
+             parameters={"time_zone": "Europe/Berlin", "windows": [
+                 {"name": "wednesday-lunch", "days": ["Wednesday"], "from": "12:00", "to": "14:00"}]}),
+    Scenario("freeze-window", "allowed_outside_the_windows_p6",
+             "Only weekends are frozen; a Wednesday passes.",
+             "2026-08-12T10:33:30+00:00", snapshot, promotion=P6,
+             parameters={"time_zone": "Europe/Berlin",
+                         "windows": [{"name": "weekend", "days": ["Saturday", "Sunday"]}]}),
+    # supersede-pending (off by default)
+    Scenario("supersede-pending", "denied_older_freight_queued_behind_newer_p7",
+             "P7 (Freight 10a9340, nginx 1.29.0) waits behind P6 (759376c, 1.29.1, newer, same Warehouse): "
+             "P7 is superseded and aborted.",
+             "2026-08-12T10:33:30+00:00", snapshot, promotion=P7, expect={"codes": ["superseded"], "aborts": [P7]}),
+    Scenario("supersede-pending", "allowed_newer_freight_p6",
+             "P6 carries the newer Freight: allowed, and P7's abort is reported.",
+             "2026-08-12T10:33:30+00:00", snapshot, promotion=P6, expect={"codes": [], "aborts": [P7]}),
+    Scenario("supersede-pending", "allowed_new_freight_supersedes_the_queue_prospective_prod",
+             "A new prod Promotion of the newest Freight (0ccf689, 1.29.2): P6 and P7 are superseded.",
+             "2026-08-12T10:33:30+00:00", snapshot, stage="prod", freight=F3, expect={"codes": [], "aborts": [P6, P7]}),
 ]  # fmt: skip
 
 
@@ -265,7 +296,10 @@ async def build(fixtures: Path) -> dict[Path, dict[str, Any]]:
             expect = dict(scenario.expect)
             expect.setdefault("allow", scenario.name.startswith("allowed_"))
             path = ROOT / "policies" / scenario.policy / "examples" / f"{scenario.name}.json"
-            out[path] = {"description": scenario.description, "input": document, "expect": expect}
+            example: dict[str, Any] = {"description": scenario.description, "input": document, "expect": expect}
+            if scenario.parameters is not None:
+                example["parameters"] = scenario.parameters
+            out[path] = example
     return out
 
 

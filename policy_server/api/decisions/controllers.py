@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
@@ -20,6 +21,7 @@ from policy_server.api.decisions.schemas import (
     ActionOutcomeView,
     DecisionPage,
     DecisionRequest,
+    DecisionTestView,
     DecisionView,
     StageRef,
 )
@@ -187,10 +189,7 @@ class DecisionsController(Controller):
         decision_id: Annotated[str, PathParameter(description="The decision's id (ULID).", max_length=26)],
     ) -> DecisionView:
         """Everything about one decision: the answer, the policy revisions, the caller, and the input evaluated."""
-        found = await decision_service.decisions.get(decision_id)
-        if found is None:
-            raise NotFound(f"decision {decision_id} does not exist (or was pruned)")
-        principal.require_namespace(found.namespace)
+        found = await _visible(decision_service, principal, decision_id)
         view = logged_view(found)
         view.action_outcomes = [
             ActionOutcomeView(
@@ -203,6 +202,43 @@ class DecisionsController(Controller):
             for o in await decision_service.decisions.outcomes(decision_id)
         ]
         return view
+
+    @get(
+        "/{decision_id:str}/test",
+        operation_id="GetDecisionTest",
+        opt=READ,
+        security=SECURITY,
+        summary="Turn a decision into a Rego test for the policy that decided",
+        responses=problem_responses(400, 404, 409, 503),
+    )
+    async def get_decision_test(
+        self,
+        decision_service: DecisionServiceDep,
+        principal: PrincipalDep,
+        decision_id: Annotated[str, PathParameter(description="The decision's id (ULID).", max_length=26)],
+        policy: Annotated[
+            str | None,
+            QueryParameter(
+                description="The policy to write the test for; by default the only one that denied (or took part).",
+                max_length=63,
+            ),
+        ] = None,
+    ) -> DecisionTestView:
+        """A Rego test module holding the decision's exact input (with the deciding revision's parameters) and
+        asserting the policy's outcome: its deny codes and the Promotions it aborted. Add it to the policy's
+        tests with `PUT /v1/policies/{policy}` (`tests: {file: source}`): on-call turns a surprising decision
+        into a regression test in one step. 409 when the decision kept no input or the policy failed to answer."""
+        found = await _visible(decision_service, principal, decision_id)
+        return DecisionTestView(**asdict(await decision_service.regression_test(found, policy)))
+
+
+async def _visible(service: DecisionService, principal: Principal, decision_id: str) -> LoggedDecision:
+    """A logged decision the caller may see, else 404 (or 403 for another namespace)."""
+    found = await service.decisions.get(decision_id)
+    if found is None:
+        raise NotFound(f"decision {decision_id} does not exist (or was pruned)")
+    principal.require_namespace(found.namespace)
+    return found
 
 
 async def _export(service: DecisionService, where: DecisionFilter) -> AsyncIterator[bytes]:
@@ -251,6 +287,7 @@ def decision_view(decision: Decision) -> DecisionView:
         duration_ms=decision.duration_ms,
         claimed=decision.claimed,
         repeat_count=decision.repeat_count,
+        retry_after=latest_retry_after([r.retry_after for r in verdict.reasons]),
     )
 
 
@@ -278,4 +315,17 @@ def logged_view(d: LoggedDecision) -> DecisionView:
         last_at=format_time(d.last_at),
         caller=d.caller,
         input=d.input,
+        retry_after=latest_retry_after([r.get("retry_after") for r in result.get("reasons", [])]),
     )
+
+
+def latest_retry_after(times: list[str | None]) -> str | None:
+    """The latest of the reasons' ``retry_after`` times (as given: RFC 3339 strings, compared as instants)."""
+    known: list[tuple[datetime, str]] = []
+    for text in times:
+        if text:
+            try:
+                known.append((datetime.fromisoformat(text.replace("Z", "+00:00")), text))
+            except ValueError:
+                continue
+    return max(known)[1] if known else None

@@ -72,7 +72,9 @@ class DecisionView(msgspec.Struct):
     input: dict[str, Any] | None = None
     action_outcomes: list[ActionOutcomeView] | None = None
     """What became of the actions (one decision by id; the enforcer applies them)."""
-    """The input document that was evaluated (on `GET /v1/decisions/{id}` and in exports)."""
+    retry_after: str | None = None
+    """When a denial can lift by time alone (RFC 3339): the latest `retry_after` of the denying reasons that
+    carry one (a freeze window's end). Other denials may still hold then."""
 
 
 class DecisionPage(msgspec.Struct):
@@ -81,3 +83,25 @@ class DecisionPage(msgspec.Struct):
     items: list[DecisionView]
     next_cursor: str | None
     """Pass as `cursor` to get the next (older) page; null on the last page."""
+
+
+class DecisionTestView(msgspec.Struct):
+    """A Rego test reproducing a logged decision for one policy: add ``file`` → ``source`` to the policy's
+    ``tests`` (``PUT /v1/policies/{policy}``) and the decision becomes a regression test."""
+
+    policy: str
+    revision: int
+    """The policy revision that decided; the test carries that revision's parameters."""
+    mode: str
+    file: str
+    """A test file name the policy API accepts (``*_test.rego``)."""
+    test: str
+    """The test rule's name."""
+    denies: list[str]
+    """The deny codes the test expects (none: the policy allowed)."""
+    aborts: list[str]
+    """The Promotions the test expects the policy to abort."""
+    source: str
+    """The Rego test module: the decision's input and the expected outcome."""
+    warnings: list[str] = msgspec.field(default_factory=list)
+    """What could keep the test from running everywhere (a policy without the `denials(inp)` convention)."""

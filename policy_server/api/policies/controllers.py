@@ -37,12 +37,14 @@ from policy_server.api.policies.schemas import (
 )
 from policy_server.api.problems import problem_responses
 from policy_server.engine import PolicyOutcome, TestOutcome
-from policy_server.errors import FieldError, InvalidInput, NotFound, PayloadTooLarge
+from policy_server.errors import Conflict, FieldError, InvalidInput, NotFound, PayloadTooLarge
 from policy_server.kargo import abort_patch, check_shape, format_time
 from policy_server.service import AbortAction, PolicyService, builtin_schema
+from policy_server.service.decisions import DecisionService
 from policy_server.store import Policy, Revision, RevisionDraft
 
 PolicyServiceDep = NamedDependency[PolicyService]
+DecisionServiceDep = NamedDependency[DecisionService]
 PolicyId = Annotated[
     str, PathParameter(description="Policy id (a DNS label).", examples=[Example(value="block-while-verifying")])
 ]
@@ -90,6 +92,7 @@ class PoliciesController(Controller):
     async def put_policy(
         self,
         policy_service: PolicyServiceDep,
+        decision_service: DecisionServiceDep,
         principal: PrincipalDep,
         settings: SettingsDep,
         policy_id: PolicyId,
@@ -97,7 +100,9 @@ class PoliciesController(Controller):
     ) -> PolicyView:
         """Write a new revision. It is checked (parse, compile, lint, package) and its tests are run; it becomes
         active only if all of that passes. Otherwise the answer is 422 with **every** problem, each with
-        `code`, `message`, `file`, `line` and `column`, and nothing changes.
+        `code`, `message`, `file`, `line` and `column`, and nothing changes. With `impact: {max_flips: N}` the
+        revision is first replayed on the logged decisions of the window (`POST /v1/policies/{id}/impact`); if
+        it would flip more than N of them the write is refused with 409 and the report in `impact`.
         """
         principal.require_unscoped("a policy")
         size = len(data.source.encode()) + sum(len(t.encode()) for t in data.tests.values())
@@ -106,7 +111,10 @@ class PoliciesController(Controller):
                 f"the policy and its tests are {size} bytes, more than max_policy_bytes={settings.max_policy_bytes}",
                 limit="max_policy_bytes",
             )
-        written = await policy_service.put(policy_id, _draft(data), author=principal.name, comment=data.comment)
+        draft = _draft(data)
+        if data.impact is not None:
+            await _impact_gate(policy_service, decision_service, principal, policy_id, draft, data.impact)
+        written = await policy_service.put(policy_id, draft, author=principal.name, comment=data.comment)
         return _view(await _existing(policy_service, policy_id), written.warnings)
 
     @patch(
@@ -344,7 +352,7 @@ class EvaluateController(Controller):
 
 def reasons(items: list[Any]) -> list[ReasonView]:
     """Reasons as API views."""
-    return [ReasonView(r.policy, r.code, r.message) for r in items]
+    return [ReasonView(r.policy, r.code, r.message, r.retry_after) for r in items]
 
 
 def actions(items: list[AbortAction], namespace: str) -> list[ActionView]:
@@ -450,3 +458,33 @@ def _view(p: Policy, warnings: list[str] | None = None) -> PolicyView:
         active=_revision(p.active),
         warnings=warnings or [],
     )
+
+
+async def _impact_gate(
+    policy_service: PolicyService,
+    decision_service: Any,
+    principal: Any,
+    policy_id: str,
+    draft: RevisionDraft,
+    gate: Any,
+) -> None:
+    """Refuse a write that would flip more past decisions than the gate allows (409 with the report)."""
+    from policy_server.api.policies.impact import impact_view, question_for, run_impact
+    from policy_server.service.impact import ImpactAnalysis
+
+    checked = await policy_service.checked(policy_id, draft)
+    question = question_for(
+        policy_id, checked, principal, since=gate.since, until=None,
+        max_decisions=gate.max_decisions, timeout_s=gate.timeout_s,
+    )  # fmt: skip
+    report = await run_impact(ImpactAnalysis(decision_service.decisions, policy_service.workbench), question)
+    if report.flips > gate.max_flips or not report.complete:
+        why = (
+            f"it would flip {report.flips} past decision(s), more than max_flips={gate.max_flips}"
+            if report.flips > gate.max_flips
+            else f"the impact analysis did not finish ({report.stopped}): raise its limits or narrow the window"
+        )
+        raise Conflict(
+            f"revision refused: {why} (replayed {report.scanned.decisions} since {gate.since})",
+            impact=msgspec.to_builtins(impact_view(report)),
+        )

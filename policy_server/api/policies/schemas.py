@@ -40,6 +40,9 @@ class PolicyWrite(msgspec.Struct):
     """Given to the policy as `input.parameters`."""
     comment: str = ""
     """Why this revision was made (kept in the history)."""
+    impact: ImpactGate | None = None
+    """Require an impact analysis: the write is refused (409, with the report) when the revision would flip more
+    past decisions than `max_flips`."""
 
 
 class RevisionView(msgspec.Struct):
@@ -178,6 +181,8 @@ class ReasonView(msgspec.Struct):
     policy: str
     code: str
     message: str
+    retry_after: str | None = None
+    """When asking again can change this answer (RFC 3339): set by time-bound denials such as a freeze window."""
 
 
 class PromotionRef(msgspec.Struct):
@@ -237,3 +242,93 @@ class EvaluateResponse(msgspec.Struct):
     policies: list[PolicyRefView]
     results: list[PolicyResult]
     duration_ms: float
+
+
+class ImpactGate(msgspec.Struct):
+    """Require an impact analysis before this revision becomes active."""
+
+    max_flips: Annotated[int, msgspec.Meta(ge=0)]
+    """Refuse the write (409, with the report) when more past decisions than this would flip allow↔deny."""
+    since: str = "7d"
+    """The window replayed: a duration back from now (`7d`, `12h`, `30m`) or an RFC 3339 time."""
+    max_decisions: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 20_000
+    timeout_s: Annotated[float, msgspec.Meta(ge=1, le=300)] = 60.0
+
+
+class ImpactRequest(msgspec.Struct):
+    """What to replay: a draft (or an existing revision) in place of the policy's active revision."""
+
+    draft: PolicyWrite | None = None
+    """The draft: source, mode, scope, parameters (tests are not run here)."""
+    revision: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    """Or an existing revision of this policy (e.g. one to roll back to)."""
+    since: str = "7d"
+    """Replay decisions from: a duration back from now (`7d`, `12h`, `30m`) or an RFC 3339 time."""
+    until: str | None = None
+    namespace: str | None = None
+    stage: str | None = None
+    max_decisions: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 5_000
+    """At most this many logged decisions (distinct inputs) are replayed, newest first."""
+    timeout_s: Annotated[float, msgspec.Meta(ge=1, le=300)] = 60.0
+    """The replay stops after this long and reports what it saw (`complete: false`, `stopped: timeout`)."""
+    examples: Annotated[int, msgspec.Meta(ge=0, le=20)] = 3
+    """Example decisions per kind of flip."""
+
+
+class FlipCount(msgspec.Struct):
+    decisions: int
+    """Logged decisions (distinct inputs: a folded run of identical answers is one)."""
+    answers: int
+    """The answers they stand for (with their repeats)."""
+
+
+class FlipSide(msgspec.Struct):
+    allow: bool
+    codes: list[str]
+    """This policy's codes (a failure code when the draft failed to evaluate)."""
+
+
+class FlipExample(msgspec.Struct):
+    id: str
+    link: str
+    """The logged decision: `GET` it for its input and answer."""
+    namespace: str
+    stage: str | None
+    promotion: str | None
+    repeat_count: int
+    before: FlipSide
+    after: FlipSide
+
+
+class StageFlips(msgspec.Struct):
+    namespace: str
+    stage: str | None
+    allow_to_deny: FlipCount
+    deny_to_allow: FlipCount
+    code_changes: FlipCount
+
+
+class ImpactView(msgspec.Struct):
+    """What the draft would have decided differently on the decisions of the window."""
+
+    policy: str
+    mode: str
+    since: str | None
+    until: str | None
+    complete: bool
+    """False when a limit stopped the replay (`stopped`): the counts cover what was replayed."""
+    stopped: str | None
+    scanned: FlipCount
+    without_input: int
+    """Decisions in the window whose input was pruned: not replayed."""
+    draft_failures: int
+    """Decisions where the draft failed to evaluate (counted as denials: decisions fail closed)."""
+    flips: int
+    """allow→deny plus deny→allow decisions."""
+    allow_to_deny: FlipCount
+    deny_to_allow: FlipCount
+    code_changes: FlipCount
+    """The answer stays, but this policy's codes change."""
+    stages: list[StageFlips]
+    examples: dict[str, list[FlipExample]]
+    elapsed_s: float

@@ -52,3 +52,13 @@ def test_a_clash_is_the_same_name_with_another_arity_in_another_policy():
         ("_running", 2, 3, "admission", 1)
     ]
     assert function_clashes(draft, {}) == []
+
+
+def test_the_built_in_policies_do_not_clash_with_each_other():
+    from tests.conftest import ROOT
+
+    sources = {p.parent.name: p.read_text() for p in (ROOT / "policies").glob("*/policy.rego")}
+    assert len(sources) >= 5
+    for policy_id, source in sources.items():
+        others = {other: text for other, text in sources.items() if other != policy_id}
+        assert function_clashes(source, others) == [], policy_id

@@ -110,7 +110,8 @@ function reasonList(decision) {
   for (const reason of decision.dry_run || []) items.push(["dry run", reason]);
   if (!items.length) return el("span", { class: "muted" }, decision.allow ? "every policy allows" : "");
   return el("ul", { class: "reasons" }, items.map(([kind, reason]) =>
-    el("li", {}, el("span", { class: "code" }, reason.code), " ", el("span", { class: "muted" }, `${reason.policy}${kind === "deny" ? "" : ` (${kind})`}: `), reason.message)));
+    el("li", {}, el("span", { class: "code" }, reason.code), " ", el("span", { class: "muted" }, `${reason.policy}${kind === "deny" ? "" : ` (${kind})`}: `), reason.message,
+      reason.retry_after ? el("span", { class: "opens", "data-retry-after": reason.retry_after }, ` — opens at ${new Date(reason.retry_after).toLocaleString()}`) : "")));
 }
 
 function policySet(decision) {
