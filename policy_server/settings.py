@@ -88,8 +88,8 @@ class Settings:
     engine_memory_mb: int = 1024
     """Resident memory a Rego worker may reach before it is stopped (``POLICY_SERVER_ENGINE_MEMORY_MB``)."""
     engine_recycle_mb: int = 32
-    """A Rego worker that grew by this much since its first answer (regopy keeps memory from every
-    evaluation) is replaced between requests by a fresh fork (``POLICY_SERVER_ENGINE_RECYCLE_MB``; at most
+    """A Rego worker that grew by this much since its first answer (a safeguard: memory kept by the engine)
+    is replaced between requests by a fresh fork (``POLICY_SERVER_ENGINE_RECYCLE_MB``; at most
     half of ``engine_memory_mb``)."""
     authoring_workers: int = 1
     """Rego worker processes for authoring (checks, tests, drafts, impact runs), apart from the decision

@@ -69,9 +69,10 @@ class PoolLimits:
     """Deadline of compiling a bundle or running a test module."""
     recycle_bytes: int | None = None
     """A worker grown by more than this since its first answer is replaced between requests by a fresh one
-    (forked with the current bundle compiled; default: a quarter of ``memory_bytes``). regopy keeps memory
-    from every evaluation (bench/RESULTS.md): a long-lived worker would otherwise reach ``memory_bytes``
-    and fail a decision, and the service's resident size would not stay flat."""
+    (forked with the current bundle compiled; default: a quarter of ``memory_bytes``). A safeguard: regopy
+    kept memory from every evaluation while aiohttp's frozenlist was loaded before it (fixed by the load order
+    in ``policy_server/__init__.py``); any growth left would otherwise reach ``memory_bytes`` and fail a
+    decision."""
 
     recycle_check_every: int = 8
     """How many requests a worker answers between looks at its size (a /proc read each)."""

@@ -405,8 +405,8 @@ def zygote(control_fd: int) -> None:
     """Fork workers that start with regopy loaded and the current bundles compiled.
 
     A new worker process costs about 250 ms of CPU (Python, regopy, compiling the bundle); a fork of this
-    process costs a few. That is what makes replacing grown workers often affordable (regopy keeps memory
-    from every evaluation). Requests on ``control_fd`` (a Unix socket), each a frame: ``compile`` (a bundle
+    process costs a few. That is what makes replacing grown workers affordable (the safeguard against
+    memory a worker keeps). Requests on ``control_fd`` (a Unix socket), each a frame: ``compile`` (a bundle
     a worker compiled first: forks inherit it), ``fork`` (the reply carries the new worker's request and
     reply pipes as SCM_RIGHTS). This process never evaluates; its children are reaped by the kernel.
     """
