@@ -40,6 +40,8 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.cluster import cluster_suite  # noqa: E402
+
 TOKEN = "pst_bench-admin-token"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
 CONNECTIONS = 16
@@ -196,9 +198,9 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _start(command: list[str], env: dict[str, str], ready: str) -> subprocess.Popen:
+def _start(command: list[str], env: dict[str, str], ready: str, timeout: float = 90) -> subprocess.Popen:
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             if httpx.get(ready, timeout=1).status_code == 200:
@@ -210,15 +212,15 @@ def _start(command: list[str], env: dict[str, str], ready: str) -> subprocess.Po
 
 
 @contextmanager
-def server(database_url: str, workers: int, **settings: str) -> Iterator[str]:
-    """A policy-server process on ``database_url``; yields its base URL."""
+def server(database_url: str, workers: int, ready_timeout: float = 90, **settings: str) -> Iterator[str]:
+    """A policy-server process on ``database_url``; yields its base URL once ``/ready``."""
     port = _free_port()
     env = {**os.environ, "POLICY_SERVER_DATABASE_URL": database_url, "POLICY_SERVER_PORT": str(port),
            "POLICY_SERVER_BOOTSTRAP_TOKEN": TOKEN, "POLICY_SERVER_RATE_LIMIT_PER_S": "0",
            "POLICY_SERVER_LOG_LEVEL": "WARNING"}  # fmt: skip
     env.update({f"POLICY_SERVER_{k.upper()}": v for k, v in settings.items()})
     command = [str(Path(sys.executable).parent / "policy-server"), "run", "--workers", str(workers)]
-    process = _start(command, env, f"http://127.0.0.1:{port}/ready")
+    process = _start(command, env, f"http://127.0.0.1:{port}/ready", ready_timeout)
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
@@ -514,6 +516,22 @@ def decision_log(workers: int, logged: int, seconds: int) -> list[str]:
     }
     # The generated decisions are months old: keep them from the retention pruner.
     with server(url, workers, decision_retention_hours="1000000") as base:
+        # Impact analysis: the active block-while-verifying revision replayed on the log (authoring workers).
+        replayed = min(logged, 100_000)
+        started = time.perf_counter()
+        impact = httpx.post(
+            f"{base}/v1/policies/block-while-verifying/impact", headers=AUTH, timeout=400,
+            json={"revision": 1, "since": (T0 - timedelta(days=1)).isoformat(), "max_decisions": replayed,
+                  "timeout_s": 300},
+        )  # fmt: skip
+        impact.raise_for_status()
+        report = impact.json()
+        elapsed = time.perf_counter() - started
+        out.append(
+            f"impact replay: {report['scanned']['decisions'] / elapsed:,.0f} decisions/s "
+            f"({report['scanned']['decisions']:,} of {logged:,} logged replayed in {elapsed:.1f} s, "
+            f"{report['flips']} flips, complete: {report['complete']})"
+        )
         for name, query in queries.items():
             probe = httpx.get(f"{base}/v1/decisions?{query}", headers=AUTH, timeout=60)
             probe.raise_for_status()
@@ -652,9 +670,10 @@ def main() -> None:
     parser.add_argument("--postgres", default=os.environ.get("POLICY_SERVER_TEST_POSTGRES_URL"))
     parser.add_argument("--memory-decisions", type=int, default=None,
                         help="decisions while RSS is sampled (20k; --full 200k)")  # fmt: skip
-    parser.add_argument("--only", choices=["flood", "stores"], default=None,
+    parser.add_argument("--only", choices=["flood", "stores", "cluster"], default=None,
                         help="flood: only decisions alone vs. while an author floods drafts (SQLite, 1k); "
-                             "stores: only the decision rows on SQLite and PostgreSQL (1k), side by side")  # fmt: skip
+                             "stores: only the decision rows on SQLite and PostgreSQL (1k), side by side; "
+                             "cluster: only the real kube-apiserver measurements (bench/cluster.py)")  # fmt: skip
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is missing: apt-get install wrk")
@@ -670,6 +689,9 @@ def main() -> None:
         if not args.postgres:
             sys.exit("--only stores needs PostgreSQL: POLICY_SERVER_TEST_POSTGRES_URL or --postgres")
         print("\n".join(stores(args.postgres, seconds, opa, args.workers)))
+        return
+    if args.only == "cluster":
+        print("\n".join(cluster_suite(server, wrk, AUTH, args.workers, args.full, seconds)))
         return
     logged, decisions = (1_000_000, 200_000) if args.full else (20_000, 20_000)
     decisions = args.memory_decisions or decisions
@@ -699,7 +721,14 @@ def main() -> None:
     report.other += ingestion(f"sqlite+aiosqlite:///{folder / 'store.db'}", args.workers, events)
     shutil.rmtree(folder, ignore_errors=True)
     report.other += decision_log(args.workers, logged, seconds)
+    fresh = next((r for r in report.decisions if r.name.startswith("decisions, fresh")), None)
+    replay = next((line for line in report.other if line.startswith("impact replay:")), None)
+    if fresh and replay:
+        rate = float(replay.split()[2].replace(",", ""))
+        report.other.append(f"impact replay / fresh decisions of this run: {rate / fresh.requests_per_s:.2f} "
+                            f"({rate:,.0f} vs {fresh.requests_per_s:,.0f}/s)")  # fmt: skip
     report.other += memory(args.workers, decisions)
+    report.other += cluster_suite(server, wrk, AUTH, args.workers, args.full, seconds)
 
     header = f"{'measurement':<80} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'/ceiling':>8} {'/OPA':>5}"
     lines = [header, "-" * len(header)]
