@@ -30,6 +30,7 @@ import httpx
 ABORT = "kargo.akuity.io/abort"
 GROUP, VERSION = "kargo.akuity.io", "v1alpha1"
 AR_E = "prod.01kztrcpjk2gpy8b8wxaq1g00v.1265247"
+_DEMO_QUEUE = ("prod.01kztrdxmgg3c76w16pjvk9zds.759376c", "prod.01kztrf9sk2ppygyjnh3f2mnnz.10a9340")
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 
 
@@ -63,8 +64,8 @@ def _queued_project(kube: Any, namespace: str, queued: int) -> list[str]:
     template = next(o for o in demo_objects(("Promotion",)) if o["metadata"]["name"].startswith("prod.01kztrdx"))
     names = []
     for obj in demo_objects():
-        if obj["kind"] == "Promotion" and obj["metadata"]["name"].startswith("prod.01kztr"):
-            continue  # the demo's own prod queue is replaced by ours
+        if obj["kind"] == "Promotion" and obj["metadata"]["name"] in _DEMO_QUEUE:
+            continue  # the demo's own prod queue (P6, P7) is replaced by ours
         kube.create(obj, namespace)
     base = int(datetime(2026, 8, 12, 10, 32, tzinfo=UTC).timestamp() * 1000)
     for i in range(queued):
@@ -120,8 +121,9 @@ async def _abort_latency(kube: Any, base_url: str, rounds: int, queued: int) -> 
             status = dict(run["status"], phase="Failed", completedAt=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
             started = time.perf_counter()
             await custom.patch_namespaced_custom_object(
-                "argoproj.io", "v1alpha1", namespace, "analysisruns", AR_E, {"status": status}
-            )
+                "argoproj.io", "v1alpha1", namespace, "analysisruns", AR_E, {"status": status},
+                _content_type="application/merge-patch+json",
+            )  # fmt: skip
             while True:
                 listed = await custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "promotions")
                 annotated = {
@@ -147,8 +149,9 @@ async def _recording_lag(kube: Any, base_url: str, namespace: str, rounds: int) 
             for i in range(rounds):
                 started = time.perf_counter()
                 changed = await custom.patch_namespaced_custom_object(
-                    GROUP, VERSION, namespace, "stages", "uat", {"metadata": {"annotations": {"bench/round": str(i)}}}
-                )
+                    GROUP, VERSION, namespace, "stages", "uat", {"metadata": {"annotations": {"bench/round": str(i)}}},
+                    _content_type="application/merge-patch+json",
+                )  # fmt: skip
                 version = changed["metadata"]["resourceVersion"]
                 while True:
                     answer = await http.get(f"/v1/state/Stage/{namespace}/uat")

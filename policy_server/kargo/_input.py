@@ -125,7 +125,9 @@ def prospective_promotion(stage: StageFacts, freight: str | None, now: datetime)
         phase="",
         # Sorts after every ULID: the newest Promotion of the Stage.
         queue_key="~~prospective",
-        created_at=now,
+        # As Kubernetes will stamp it: whole seconds. Questions within a second are then the same question
+        # (one evaluation, one folded log entry), as they are for Kargo.
+        created_at=now.replace(microsecond=0),
         started_at=None,
         finished_at=None,
         freight_collection=None,
