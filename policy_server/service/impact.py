@@ -128,6 +128,13 @@ class ImpactAnalysis:
         bundle = Bundle.of([code], {question.policy_id: draft.parameters})
         pending: list[LoggedDecision] = []
         async for decision in self.decisions.export(question.where, batch=question.batch):
+            # A limit stops the replay only when there is a decision it would have to leave out.
+            if report.scanned.decisions + len(pending) >= question.max_decisions:
+                report.complete, report.stopped = False, "max_decisions"
+                break
+            if time.monotonic() - started > question.timeout_s:
+                report.complete, report.stopped = False, "timeout"
+                break
             if decision.input is None:
                 report.without_input += 1
                 continue
@@ -136,12 +143,6 @@ class ImpactAnalysis:
                 await self._replay(bundle, question, pending, report)
                 pending = []
                 yield Progress(report.scanned.decisions, report.flips, round(time.monotonic() - started, 3))
-            if report.scanned.decisions + len(pending) >= question.max_decisions:
-                report.complete, report.stopped = False, "max_decisions"
-                break
-            if time.monotonic() - started > question.timeout_s:
-                report.complete, report.stopped = False, "timeout"
-                break
         if pending:
             await self._replay(bundle, question, pending, report)
         report.elapsed_s = round(time.monotonic() - started, 3)

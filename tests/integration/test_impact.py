@@ -124,6 +124,10 @@ async def test_limits_streaming_and_refusals(client, fixtures_dir):
     draft = {"source": SOURCE, "parameters": {"frozen": ["st-02"]}}
     cut = (await client.post("/v1/policies/frozen/impact", json={"draft": draft, "max_decisions": 5})).json()
     assert cut["complete"] is False and cut["stopped"] == "max_decisions" and cut["scanned"]["decisions"] == 5
+    # A limit the log fits in exactly is no cut.
+    total = len(STAGES) * len(NAMESPACES)
+    exact = (await client.post("/v1/policies/frozen/impact", json={"draft": draft, "max_decisions": total})).json()
+    assert exact["complete"] is True and exact["scanned"]["decisions"] == total
 
     streamed = await client.post(
         "/v1/policies/frozen/impact", json={"draft": draft}, headers={"accept": "application/x-ndjson"}
