@@ -88,6 +88,12 @@ def new_run(cluster: Cluster, name: str, collection: str, created: str, phase: s
     return run
 
 
+def terminated(run: dict) -> None:
+    """A run someone stopped (spec.terminate): Argo Rollouts reports it Successful, "Run Terminated"."""
+    run["spec"]["terminate"] = True
+    run["status"].update(phase="Successful", message="Run Terminated", completedAt="2026-08-12T10:33:40Z")
+
+
 def stage_edit(**status: Any) -> Callable[[dict], None]:
     def mutate(stage: dict) -> None:
         stage["status"].update(status)
@@ -209,10 +215,6 @@ async def test_a_stopped_run_waits_for_kargos_record_which_decides_whether_it_fa
     cluster = Cluster(client, fixtures_dir)
     await cluster.start()
 
-    def terminated(run: dict) -> None:
-        run["spec"]["terminate"] = True
-        run["status"].update(phase="Successful", message="Run Terminated", completedAt="2026-08-12T10:33:40Z")
-
     await cluster.change("AnalysisRun", AR_E, terminated)
     waiting = await decide(client, PROD_P6)
     assert codes(waiting) == {"verification_in_progress"} and not waiting["actions"]
@@ -231,10 +233,6 @@ async def test_a_stopped_run_waits_for_kargos_record_which_decides_whether_it_fa
 async def test_a_run_stopped_by_someone_else_counts_as_what_kargo_records(client, fixtures_dir):
     cluster = Cluster(client, fixtures_dir)
     await cluster.start()
-
-    def terminated(run: dict) -> None:
-        run["spec"]["terminate"] = True
-        run["status"].update(phase="Successful", message="Run Terminated", completedAt="2026-08-12T10:33:40Z")
 
     await cluster.change("AnalysisRun", AR_E, terminated)
     entry = cluster.objects[("Stage", "prod")]["status"]["freightHistory"][0]["verificationHistory"][0]
