@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import importlib.util
 import logging
 import os
@@ -279,6 +280,10 @@ class PolicyServerPlugin(InitPluginProtocol):
             background: list[asyncio.Task[None]] = []
             try:
                 await services.start()
+                # What start-up made lives as long as the process: out of the collector's way. A full collection
+                # walked it all (~120 ms, the decisions' p99); now only what requests make since.
+                gc.collect()
+                gc.freeze()
                 background.append(asyncio.create_task(services.prune_forever()))
                 if settings.watch:
                     background.append(asyncio.create_task(services.watch_forever(), name="watcher"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
@@ -74,6 +75,7 @@ class AccessService:
         self.enabled = enabled
         self.cache_s = cache_s
         self._cache: dict[str, tuple[float, Principal]] = {}
+        self._lookups: dict[str, asyncio.Future[Principal]] = {}
 
     async def authenticate(self, authorization: str | None) -> Principal:
         """The principal of an ``Authorization: Bearer <token>`` header; Unauthorized otherwise."""
@@ -86,6 +88,15 @@ class AccessService:
         cached = self._cache.get(key)
         if cached is not None and time.monotonic() - cached[0] < self.cache_s:
             return cached[1]
+        # One lookup per token at a time: when the cached principal expires under load, every request in flight
+        # would otherwise read the same row at once (that stall was the decisions' p99).
+        lookup = self._lookups.get(key)
+        if lookup is None:
+            lookup = self._lookups[key] = asyncio.ensure_future(self._lookup(key, secret))
+            lookup.add_done_callback(lambda _: self._lookups.pop(key, None))
+        return await asyncio.shield(lookup)
+
+    async def _lookup(self, key: str, secret: str) -> Principal:
         token = await self.store.token(key)
         # Compare the full hashes in constant time, whatever was found.
         expected = token.secret_hash if token is not None else "0" * 64

@@ -1,33 +1,59 @@
-"""Group commit for the decision log: concurrent answers share one transaction, and each waits for it."""
+"""Group commit for the decision log: concurrent answers share one transaction, and each waits for it; repeated
+answers fold into their row in batches."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 
 from policy_server.store import DecisionEntry, DecisionStore
+
+_log = logging.getLogger("policy_server.decisions")
 
 
 class DecisionLogWriter:
     """Writes decisions in batches. ``record`` returns only once its batch is committed, so nothing answered
     is ever unlogged; while one batch is being committed the next one gathers, which is what makes a single
-    SQLite writer (one fsync per transaction) serve many decisions at once."""
+    SQLite writer (one fsync per transaction) serve many decisions at once.
 
-    def __init__(self, store: DecisionStore, *, max_batch: int = 200) -> None:
+    A repeated answer (the same answer as the question's last logged row, read when the question arrived) is a
+    fold: one more on that row's ``repeat_count``. Its answer does not wait for a commit: the row is already
+    logged, and folds are written together every ``fold_interval_s`` (before this process reads the log, and
+    when the writer closes). A crash can lose the last interval's repeat counts, never a decision."""
+
+    def __init__(self, store: DecisionStore, *, max_batch: int = 200, fold_interval_s: float = 0.05) -> None:
         self.store = store
         self.max_batch = max_batch
+        self.fold_interval_s = fold_interval_s
         self._pending: list[tuple[DecisionEntry, asyncio.Future[tuple[str, int]]]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._folds: dict[str, list[object]] = {}
+        """Row id → [answers folded in and not yet written, the last one's time]."""
+        self._fold_task: asyncio.Task[None] | None = None
 
     @property
     def backlog(self) -> int:
         """Decisions waiting for their batch."""
         return len(self._pending)
 
-    async def record(self, entry: DecisionEntry) -> tuple[str, int]:
-        """Log ``entry`` with whatever else is waiting; the id of its row and that row's repeat count."""
+    async def record(self, entry: DecisionEntry, last: tuple[str, str, int] | None = None) -> tuple[str, int]:
+        """Log ``entry`` with whatever else is waiting; the id of its row and that row's repeat count.
+
+        ``last`` is the question's last logged row as read when the question arrived (id, fold key, repeat
+        count): when ``entry`` is the same answer, it folds into that row without waiting for a commit."""
+        if last is not None and last[1] == entry.fold_key and self.fold_interval_s > 0:
+            row_id = last[0]
+            fold = self._folds.setdefault(row_id, [0, entry.evaluated_at])
+            fold[0] = int(fold[0]) + 1  # type: ignore[call-overload]
+            fold[1] = max(fold[1], entry.evaluated_at)  # type: ignore[type-var]
+            if self._fold_task is None or self._fold_task.done():
+                self._fold_task = asyncio.create_task(self._write_folds_later())
+            # The row's count as read, with this process's folds not written yet (another process's show once
+            # written).
+            return row_id, last[2] + int(fold[0])  # type: ignore[call-overload]
         future: asyncio.Future[tuple[str, int]] = asyncio.get_running_loop().create_future()
         self._pending.append((entry, future))
         if self._task is None or self._task.done():
@@ -52,12 +78,42 @@ class DecisionLogWriter:
                     if not future.done():
                         future.set_result(result)
 
+    async def _write_folds_later(self) -> None:
+        await asyncio.sleep(self.fold_interval_s)
+        await self.write_folds()
+
+    async def write_folds(self) -> None:
+        """Write the folds gathered so far (kept for the next try if the store is unavailable)."""
+        folds, self._folds = self._folds, {}
+        if not folds:
+            return
+        repeats = [(row_id, int(n), at) for row_id, (n, at) in folds.items()]  # type: ignore[misc]
+        try:
+            await self.store.add_repeats(repeats)  # type: ignore[arg-type]
+        except Exception:  # noqa: BLE001 - kept and tried again with the next folds
+            _log.warning("could not write %d folded answers yet; trying again", len(repeats), exc_info=True)
+            for row_id, n, at in repeats:
+                fold = self._folds.setdefault(row_id, [0, at])
+                fold[0] = int(fold[0]) + n  # type: ignore[call-overload]
+                fold[1] = max(fold[1], at)  # type: ignore[type-var]
+            if self._fold_task is None or self._fold_task.done():
+                self._fold_task = asyncio.create_task(self._write_folds_later())
+
     async def close(self, timeout_s: float = 10.0) -> None:
-        """Finish what is waiting (for at most ``timeout_s``), then stop."""
+        """Finish what is waiting (for at most ``timeout_s``), write the folds, then stop."""
         deadline = time.monotonic() + timeout_s
         while self._pending and self._task is not None and not self._task.done() and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
+        if self._fold_task is not None and not self._fold_task.done():
+            self._fold_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._fold_task
+        with contextlib.suppress(Exception):
+            await self.write_folds()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+
+
+__all__ = ["DecisionLogWriter"]

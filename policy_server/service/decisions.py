@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import time
@@ -26,6 +27,7 @@ from policy_server.store import (
     DecisionFacts,
     DecisionStore,
     LoggedDecision,
+    Probe,
     StateStore,
     new_decision_id,
 )
@@ -112,6 +114,7 @@ class DecisionService:
         self._cache: OrderedDict[str, tuple[float, Verdict]] = OrderedDict()
         self._inputs: OrderedDict[tuple[str, str | None, str | None, str | None, str], _ReusableInput] = OrderedDict()
         self.log = DecisionLogWriter(decisions)
+        self._evaluating: dict[str, asyncio.Future[_KeptVerdict]] = {}
 
     async def regression_test(self, decision: LoggedDecision, policy: str | None) -> RegressionTest:
         """A Rego test reproducing ``decision`` for the policy that decided it (or ``policy``)."""
@@ -125,40 +128,39 @@ class DecisionService:
         """Answer one question; the decision is logged (committed) before it is returned."""
         started = time.perf_counter()
         now = self.clock()
-        facts, document, input_hash = await self._input(question, now)
+        facts, document, input_hash, probe = await self._input(question, now)
         stage = (
             (document.get("stage") or {}).get("name")
             or (document.get("promotion") or {}).get("stage")
             or question.stage
             or stage_of_name(question.promotion)
         )
-        active = await self.policies.active()
+        active = await self.policies.active(probe.policies if probe is not None else None)
         key = f"{active.bundle.key}:{active.version}:{input_hash}"
-        verdict, cached = self._cached(key)
+        kept = self._cached(key)
+        cached = kept is not None
         metrics.child(metrics.VERDICT_CACHE, "hit" if cached else "miss").inc()
-        if verdict is None:
-            size = len(_encoder.encode(document))
-            if size > self.settings.max_input_bytes:
-                verdict = Verdict(allow=False, reasons=[_too_large(size, self.settings.max_input_bytes)])
-        if verdict is None:
-            evaluation_started = time.perf_counter()
-            verdict, _ = await self.policies.evaluate(document)
-            metrics.child(metrics.EVALUATION_SECONDS, self.policies.engine.name).observe(
-                time.perf_counter() - evaluation_started
-            )
-            if not any(r.code.startswith(("evaluation_", "engine_")) for r in verdict.reasons):
-                self._remember(key, verdict)
-        verdict = _copy(verdict)
-        self._service_checks(question, facts.promotion is not None, facts.stage is not None, verdict)
+        if kept is None:
+            # One evaluation per input at a time: when a kept verdict expires under load, the questions in flight
+            # share the next one instead of each evaluating it.
+            running = self._evaluating.get(key)
+            if running is None:
+                running = self._evaluating[key] = asyncio.ensure_future(self._evaluate(key, document, question))
+                running.add_done_callback(lambda _: self._evaluating.pop(key, None))
+            kept = await asyncio.shield(running)
+        added = self._service_checks(question, facts.promotion is not None, facts.stage is not None, kept.verdict)
 
         decision_id = new_decision_id(now)  # the id sorts by evaluation time (see ulid_floor)
         claimed = False
         if stage is not None and facts.stage is not None:
-            claim = await self.decisions.current_claim(question.namespace, stage)
+            if probe is not None and probe.versions[0] == stage:
+                claim = probe.claim
+            else:
+                claim = await self.decisions.current_claim(question.namespace, stage)
             holder = document["promotion"]["name"] if document.get("promotion") else None
             if claim is not None and claim.live(now) and claim.promotion != holder:
-                verdict.reasons.append(_claimed_reason(claim.promotion, stage))
-            elif question.claim and verdict.allow and question.promotion is not None:
+                added.append(_claimed_reason(claim.promotion, stage))
+            elif question.claim and kept.verdict.allow and not added and question.promotion is not None:
                 expires = now + timedelta(seconds=self.settings.claim_ttl_s)
                 holding = await self.decisions.claim(
                     question.namespace, stage, question.promotion, decision_id, now, expires
@@ -166,12 +168,20 @@ class DecisionService:
                 if holding is None:
                     claimed = True
                 else:
-                    verdict.reasons.append(_claimed_reason(holding.promotion, stage))
-        verdict.allow = not verdict.reasons
+                    added.append(_claimed_reason(holding.promotion, stage))
+        if added:
+            # The kept verdict is shared by every answer to the same input: add to a copy.
+            verdict = _copy(kept.verdict)
+            verdict.reasons += added
+            verdict.allow = False
+            result = result_document(verdict, question.namespace)
+            fold_key = _hash([question.claim, claimed, active.version, input_hash, result])
+            reasons = _reason_rows(verdict)
+        else:
+            verdict, result, reasons = kept.verdict, kept.result, kept.reasons
+            fold_key = kept.fold_key(question.claim, claimed, active.version, input_hash)
 
         duration_ms = (time.perf_counter() - started) * 1000
-        result = result_document(verdict, question.namespace)
-        fold_key = _hash([question.claim, claimed, active.version, input_hash, result])
         entry = DecisionEntry(
             id=decision_id,
             namespace=question.namespace,
@@ -188,30 +198,29 @@ class DecisionService:
             caller=question.caller,
             result=result,
             input=document,
-            reasons=[("deny", r.policy, r.code) for r in verdict.reasons]
-            + [("warn", r.policy, r.code) for r in verdict.warnings]
-            + [("dryrun", r.policy, r.code) for r in verdict.dry_run],
+            reasons=reasons,
         )
         logged_id, repeats = decision_id, 1
         if question.log:
             metrics.DECISION_LOG_BACKLOG.inc()
             try:
-                logged_id, repeats = await self.log.record(entry)
+                logged_id, repeats = await self.log.record(entry, probe.last if probe is not None else None)
             finally:
                 metrics.DECISION_LOG_BACKLOG.dec()
         metrics.child(metrics.DECISIONS, "allow" if verdict.allow else "deny").inc()
-        for kind, policy, code in entry.reasons:
+        for kind, policy, code in reasons:
             metrics.child(metrics.DECISION_REASONS, kind, policy, code).inc()
         metrics.DECISION_SECONDS.observe(time.perf_counter() - started)
-        _log.info(
-            "decision %s %s %s/%s: %s",
-            logged_id,
-            "allow" if verdict.allow else "deny",
-            question.namespace,
-            question.promotion or f"(prospective on {stage})",
-            ",".join(r.code for r in verdict.reasons) or "-",
-            extra={"decision_id": logged_id, "allow": verdict.allow, "stage": stage},
-        )
+        if _log.isEnabledFor(logging.INFO):
+            _log.info(
+                "decision %s %s %s/%s: %s",
+                logged_id,
+                "allow" if verdict.allow else "deny",
+                question.namespace,
+                question.promotion or f"(prospective on {stage})",
+                ",".join(r.code for r in verdict.reasons) or "-",
+                extra={"decision_id": logged_id, "allow": verdict.allow, "stage": stage},
+            )
         return Decision(
             id=logged_id,
             question=question,
@@ -226,21 +235,43 @@ class DecisionService:
             document=document,
         )
 
-    async def _input(self, question: Question, now: datetime) -> tuple[DecisionFacts, dict[str, Any], str]:
-        """The input document and its hash (without the time). Facts read for the same question are reused
-        while the state versions they were read at hold: one small read instead of the Stage's history."""
+    async def _evaluate(self, key: str, document: dict[str, Any], question: Question) -> _KeptVerdict:
+        verdict: Verdict | None = None
+        size = len(_encoder.encode(document))
+        if size > self.settings.max_input_bytes:
+            verdict = Verdict(allow=False, reasons=[_too_large(size, self.settings.max_input_bytes)])
+        if verdict is None:
+            evaluation_started = time.perf_counter()
+            verdict, _ = await self.policies.evaluate(document)
+            metrics.child(metrics.EVALUATION_SECONDS, self.policies.engine.name).observe(
+                time.perf_counter() - evaluation_started
+            )
+        kept = _KeptVerdict(time.monotonic(), verdict, result_document(verdict, question.namespace))
+        if not any(r.code.startswith(("evaluation_", "engine_")) for r in verdict.reasons):
+            self._remember(key, kept)
+        return kept
+
+    async def _input(
+        self, question: Question, now: datetime
+    ) -> tuple[DecisionFacts, dict[str, Any], str, Probe | None]:
+        """The input document, its hash (without the time), and the probe when the facts were kept. Facts read
+        for the same question are reused while the state versions they were read at hold: one small read (the
+        probe, which also brings the policy-set version and the claim) instead of the Stage's history."""
         key = (question.namespace, question.promotion, question.stage, question.freight, question.point)
         reuse = self.settings.cache_ttl_s > 0 and self.settings.cache_entries > 0
         hit = self._inputs.get(key) if reuse else None
+        probe = None
         if hit is not None and hit.facts.versions is not None:
-            if await self.state.versions(question.namespace, hit.facts.versions[0]) == hit.facts.versions:
+            probe = await self.state.probe(question.namespace, hit.facts.versions[0], question.promotion)
+            if probe.versions == hit.facts.versions:
                 self._inputs.move_to_end(key)
                 metrics.child(metrics.INPUT_CACHE, "hit").inc()
                 if question.prospective:
                     # The prospective Promotion is created "now": rebuild the document around it.
                     document = self.document_for(hit.facts, question, now)
-                    return hit.facts, document, _input_hash(document)
-                return hit.facts, {**hit.document, "now": format_time(now), "now_ns": time_ns(now)}, hit.input_hash
+                    return hit.facts, document, _input_hash(document), probe
+                document = {**hit.document, "now": format_time(now), "now_ns": time_ns(now)}
+                return hit.facts, document, hit.input_hash, probe
         if reuse:
             metrics.child(metrics.INPUT_CACHE, "miss").inc()
         facts = await self.state.decision_facts(
@@ -253,7 +284,8 @@ class DecisionService:
             self._inputs.move_to_end(key)
             while len(self._inputs) > self.settings.cache_entries:
                 self._inputs.popitem(last=False)
-        return facts, document, input_hash
+        # A probe that found other versions is stale for this answer (the claim is read again).
+        return facts, document, input_hash, probe if probe is not None and probe.versions == facts.versions else None
 
     async def input_for(self, question: Question, now: datetime) -> dict[str, Any]:
         """The input document a decision about ``question`` evaluates at ``now`` (from kept facts while the
@@ -277,41 +309,42 @@ class DecisionService:
             point=question.point,
         )
 
-    def _service_checks(self, question: Question, known: bool, has_stage: bool, verdict: Verdict) -> None:
-        """Denials that do not depend on any policy being enabled: the answer fails closed."""
-        codes = {r.code for r in verdict.reasons}
-        if question.promotion is not None and not known and "promotion_unknown" not in codes:
-            verdict.reasons.append(
+    def _service_checks(self, question: Question, known: bool, has_stage: bool, verdict: Verdict) -> list[Reason]:
+        """Denials that do not depend on any policy being enabled (the answer fails closed): the ones to add."""
+        added: list[Reason] = []
+        if question.promotion is not None and not known and not _has(verdict, "promotion_unknown"):
+            added.append(
                 Reason(
                     SERVICE_POLICY,
                     "promotion_unknown",
                     f"Promotion {question.namespace}/{question.promotion} is not recorded",
                 )
             )
-        if question.prospective and not has_stage and "stage_missing" not in codes:
-            verdict.reasons.append(
+        if question.prospective and not has_stage and not _has(verdict, "stage_missing"):
+            added.append(
                 Reason(SERVICE_POLICY, "stage_missing", f"Stage {question.namespace}/{question.stage} is not recorded")
             )
+        return added
 
-    def _cached(self, key: str) -> tuple[Verdict | None, bool]:
+    def _cached(self, key: str) -> _KeptVerdict | None:
         if self.settings.cache_ttl_s <= 0:
-            return None, False
+            return None
         hit = self._cache.get(key)
-        if hit is None or time.monotonic() - hit[0] > self.settings.cache_ttl_s:
-            return None, False
-        return hit[1], True
+        if hit is None or time.monotonic() - hit.at > self.settings.cache_ttl_s:
+            return None
+        return hit
 
-    def _remember(self, key: str, verdict: Verdict) -> None:
+    def _remember(self, key: str, kept: _KeptVerdict) -> None:
         if self.settings.cache_ttl_s <= 0:
             return
-        now = time.monotonic()
-        self._cache[key] = (now, _copy(verdict))
+        now = kept.at
+        self._cache[key] = kept
         self._cache.move_to_end(key)
         # Oldest first: drop what has expired (the cache holds about one TTL of answers), then what is too many.
         while self._cache:
             oldest = next(iter(self._cache))
             if (
-                now - self._cache[oldest][0] <= self.settings.cache_ttl_s
+                now - self._cache[oldest].at <= self.settings.cache_ttl_s
                 and len(self._cache) <= self.settings.cache_entries
             ):
                 break
@@ -375,6 +408,39 @@ def _copy(verdict: Verdict) -> Verdict:
         dry_run_actions=list(verdict.dry_run_actions),
         policies=list(verdict.policies),
     )
+
+
+class _KeptVerdict:
+    """A verdict with what every answer to its input logs (shared by those answers: never mutated)."""
+
+    __slots__ = ("at", "verdict", "result", "reasons", "_folds")
+
+    def __init__(self, at: float, verdict: Verdict, result: dict[str, Any]) -> None:
+        self.at = at
+        self.verdict = verdict
+        self.result = result
+        self.reasons = _reason_rows(verdict)
+        self._folds: dict[tuple[bool, bool, int, str], str] = {}
+
+    def fold_key(self, claim: bool, claimed: bool, version: int, input_hash: str) -> str:
+        """What an identical answer to the same question folds by (see ``DecisionEntry.fold_key``)."""
+        key = (claim, claimed, version, input_hash)
+        fold = self._folds.get(key)
+        if fold is None:
+            fold = self._folds[key] = _hash([claim, claimed, version, input_hash, self.result])
+        return fold
+
+
+def _reason_rows(verdict: Verdict) -> list[tuple[str, str, str]]:
+    return (
+        [("deny", r.policy, r.code) for r in verdict.reasons]
+        + [("warn", r.policy, r.code) for r in verdict.warnings]
+        + [("dryrun", r.policy, r.code) for r in verdict.dry_run]
+    )
+
+
+def _has(verdict: Verdict, code: str) -> bool:
+    return any(r.code == code for r in verdict.reasons)
 
 
 @dataclass(frozen=True, slots=True)

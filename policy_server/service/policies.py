@@ -354,16 +354,24 @@ class PolicyService:
 
     # --- evaluation ------------------------------------------------------------------------------
 
-    async def active(self) -> ActiveSet:
-        """The active set, rebuilt when the stored version moved (checked at most every ``refresh_s``)."""
-        now = time.monotonic()
-        if self._active is not None and now - self._checked_at < self.refresh_s:
-            return self._active
+    async def active(self, stored: int | None = None) -> ActiveSet:
+        """The active set, rebuilt when the stored version moved: checked at most every ``refresh_s``, or at once
+        when the caller has just read the ``stored`` version (a decision's probe does)."""
+
+        def current() -> bool:
+            if self._active is None:
+                return False
+            if stored is not None:
+                return self._active.version == stored
+            return time.monotonic() - self._checked_at < self.refresh_s
+
+        if current():
+            return self._active  # type: ignore[return-value]
         if not self._builtins_loaded:
             await self.load_builtins()
         async with self._lock:
-            if self._active is not None and time.monotonic() - self._checked_at < self.refresh_s:
-                return self._active
+            if current():
+                return self._active  # type: ignore[return-value]
             version = await self.store.version()
             if self._active is None or self._active.version != version:
                 version, revisions = await self.store.active_set()

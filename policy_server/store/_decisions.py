@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -37,6 +38,10 @@ class DecisionStore:
         """Log decisions in one transaction, in order; an answer identical to the last one for the same
         question folds into it. Returns, per entry, the id of its row and that row's repeat count."""
         return await self.db.hot.record_decisions(entries)
+
+    async def add_repeats(self, repeats: list[tuple[str, int, datetime]]) -> None:
+        """Fold more answers into logged rows: (row id, how many, when the last was given) each."""
+        await self.db.hot.add_repeats(repeats)
 
     async def claim(
         self, namespace: str, stage: str, promotion: str, decision_id: str, now: datetime, expires: datetime
@@ -192,15 +197,16 @@ class DecisionStore:
 _ID_MARGIN = timedelta(minutes=1)
 
 
-_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_CROCKFORD = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", b"0123456789ABCDEFGHJKMNPQRSTVWXYZ")
 
 
 def new_decision_id(moment: datetime) -> str:
     """A ULID of ``moment`` (48 bits of milliseconds, 80 random bits): decision ids sort by evaluation time.
-    Made here rather than by python-ulid, which takes ~30 µs of a ~400 µs repeated decision."""
-    ms = max(0, min(int(moment.astimezone(UTC).timestamp() * 1000), 2**48 - 1))
+    Made here rather than by python-ulid, which takes ~30 µs of a repeated decision: the 128 bits, shifted to
+    the top of 160, are base32-encoded and the first 26 characters mapped to Crockford's alphabet."""
+    ms = max(0, min(int(moment.timestamp() * 1000), 2**48 - 1))
     value = (ms << 80) | int.from_bytes(os.urandom(10), "big")
-    return "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
+    return base64.b32encode((value << 30).to_bytes(20, "big"))[:26].translate(_CROCKFORD).decode()
 
 
 def ulid_floor(moment: datetime) -> str:

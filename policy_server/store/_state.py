@@ -14,7 +14,7 @@ from policy_server.store._db import Database
 from policy_server.store._ingest import Recorded, apply_items
 from policy_server.store._reads import read_stage_state
 from policy_server.store._rows import TABLES, object_row, promotion_facts, stored
-from policy_server.store._types import ApplyResult, DecisionFacts, StageState, StageSummary, StoredObject
+from policy_server.store._types import ApplyResult, DecisionFacts, Probe, StageState, StageSummary, StoredObject
 from policy_server.store._versions import Versions, bump_versions, scopes_of
 
 _CHUNK = 400
@@ -208,6 +208,11 @@ class StateStore:
     async def versions(self, namespace: str, stage: str) -> Versions:
         """The state versions a decision about ``stage`` depends on (see ``DecisionFacts.versions``)."""
         return await self.db.hot.versions(namespace, stage)
+
+    async def probe(self, namespace: str, stage: str, promotion: str | None = None) -> Probe:
+        """What a repeated decision about ``promotion`` (None: a prospective one) on ``stage`` checks, from one
+        snapshot: the state versions, the policy-set version, the Stage's claim and the last logged decision."""
+        return await self.db.hot.probe(namespace, stage, promotion)
 
     async def counts(self) -> dict[str, int]:
         """Live (not deleted) objects per kind."""

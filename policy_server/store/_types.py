@@ -177,6 +177,19 @@ class Claim:
 
 
 @dataclass(frozen=True, slots=True)
+class Probe:
+    """What a repeated decision checks when its question arrives, read in one statement (one snapshot): the
+    state versions of the Stage, the policy-set version, the Stage's start claim, and the question's last logged
+    decision (a Promotion's, or the Stage's last prospective one)."""
+
+    versions: tuple[str, int, int]
+    policies: int
+    claim: Claim | None
+    last: tuple[str, str, int] | None = None
+    """The question's last logged decision: (id, fold key, repeat count); an identical answer folds into it."""
+
+
+@dataclass(frozen=True, slots=True)
 class ActionOutcome:
     """What became of one action of a decision: ``applied``, ``already_done``, ``dry_run`` or ``failed``."""
 

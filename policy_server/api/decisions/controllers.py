@@ -154,6 +154,7 @@ class DecisionsController(Controller):
         if namespace is not None:
             principal.require_namespace(namespace)
         visible = tuple(sorted(principal.namespaces)) if principal.namespaces is not None else None
+        await decision_service.log.write_folds()  # this process's answers show their repeat counts at once
         where = DecisionFilter(
             namespace,
             stage,
@@ -234,6 +235,7 @@ class DecisionsController(Controller):
 
 async def _visible(service: DecisionService, principal: Principal, decision_id: str) -> LoggedDecision:
     """A logged decision the caller may see, else 404 (or 403 for another namespace)."""
+    await service.log.write_folds()
     found = await service.decisions.get(decision_id)
     if found is None:
         raise NotFound(f"decision {decision_id} does not exist (or was pruned)")

@@ -9,9 +9,10 @@ Adding a database: an implementation of ``HotPath`` here (or the portable one), 
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from policy_server.store._types import Claim, DecisionEntry, DecisionFacts
+from policy_server.store._types import Claim, DecisionEntry, DecisionFacts, Probe
 from policy_server.store._versions import Versions
 
 if TYPE_CHECKING:
@@ -39,9 +40,19 @@ class HotPath(Protocol):
         """The Stage's start claim with its holder's phase now (live or not)."""
         ...
 
+    async def probe(self, namespace: str, stage: str, promotion: str | None) -> Probe:
+        """What a repeated decision checks, from one snapshot: ``versions``, the policy-set version, the claim and
+        the last logged decision about ``promotion`` (None: the Stage's last prospective one)."""
+        ...
+
     async def record_decisions(self, entries: list[DecisionEntry]) -> list[tuple[str, int]]:
         """Log decisions in one transaction, in order; an answer identical to the previous one for the same
         question folds into it. Per entry: the id of its row and that row's repeat count."""
+        ...
+
+    async def add_repeats(self, repeats: list[tuple[str, int, datetime]]) -> None:
+        """Fold answers into logged rows already known to be their question's last: per row id, how many more
+        times it was answered and when last (batched folds of repeated decisions)."""
         ...
 
     async def close(self) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, bindparam, insert, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from policy_server.store._reads import CLAIM_QUERY, claim_of, claim_params, read_decision_facts
+from policy_server.store._models import PolicySetRow
+from policy_server.store._reads import CLAIM_QUERY, claim_of, claim_params, read_claim, read_decision_facts
 from policy_server.store._rows import (
     DECISION_INPUTS,
     DECISION_REASONS,
@@ -17,13 +19,19 @@ from policy_server.store._rows import (
     input_row,
     reason_rows,
 )
-from policy_server.store._types import Claim, DecisionEntry, DecisionFacts
-from policy_server.store._versions import VERSIONS_QUERY, Versions, versions_of, versions_params
+from policy_server.store._types import Claim, DecisionEntry, DecisionFacts, Probe
+from policy_server.store._versions import VERSIONS_QUERY, Versions, read_versions, versions_of, versions_params
 
 if TYPE_CHECKING:
     from policy_server.store._db import Database
 
 _D = DECISIONS
+_ADD_REPEATS = (
+    update(_D)
+    .where(_D.c.id == bindparam("row"))
+    .values(repeat_count=_D.c.repeat_count + bindparam("n"), last_at=bindparam("at"))
+)
+_POLICY_VERSION = select(PolicySetRow.__table__.c.version).where(PolicySetRow.__table__.c.id == 1)
 
 
 class PortableHotPath:
@@ -48,11 +56,32 @@ class PortableHotPath:
         rows = await self.db.fetch(CLAIM_QUERY, claim_params(namespace, stage))
         return claim_of(rows[0]) if rows else None
 
+    async def probe(self, namespace: str, stage: str, promotion: str | None) -> Probe:
+        async with self.db.read() as conn:
+            versions = await read_versions(conn, namespace, stage)
+            policies = (await conn.execute(_POLICY_VERSION)).scalar_one_or_none() or 0
+            claim = await read_claim(conn, namespace, stage)
+            subject = _D.c.promotion == promotion if promotion is not None else (_D.c.stage == stage) & _D.c.prospective
+            last = (
+                await conn.execute(
+                    select(_D.c.id, _D.c.fold_key, _D.c.repeat_count)
+                    .where(_D.c.namespace == namespace, subject)
+                    .order_by(_D.c.id.desc())
+                    .limit(1)
+                )
+            ).first()
+            return Probe(versions, policies, claim, tuple(last) if last is not None else None)  # type: ignore[arg-type]
+
     async def record_decisions(self, entries: list[DecisionEntry]) -> list[tuple[str, int]]:
         subjects = sorted({lock_subject(e) for e in entries})
         async with self.db.write() as conn:
             await self.db.lock(conn, [f"decisions/{s}" for s in subjects])
             return await record_batch(conn, entries)
+
+    async def add_repeats(self, repeats: list[tuple[str, int, datetime]]) -> None:
+        if repeats:
+            async with self.db.write() as conn:
+                await conn.execute(_ADD_REPEATS, [{"row": i, "n": n, "at": at} for i, n, at in repeats])
 
     async def close(self) -> None:
         return None

@@ -38,7 +38,7 @@ from policy_server.store._rows import (
     encode_input,
     reason_rows,
 )
-from policy_server.store._types import Claim, DecisionEntry, DecisionFacts
+from policy_server.store._types import Claim, DecisionEntry, DecisionFacts, Probe
 from policy_server.store._versions import FREIGHT_SCOPE, Versions, stage_scope, versions_of
 
 if TYPE_CHECKING:
@@ -92,10 +92,22 @@ _CLAIM = (
     " LEFT OUTER JOIN promotions AS p ON p.namespace = c.namespace AND p.name = c.promotion AND NOT p.deleted"
     " WHERE c.namespace = $1 AND c.stage = $2"
 )
+_PROBE = (
+    "SELECT 0 AS part, scope, version, NULL AS promotion, NULL AS decision_id, NULL::timestamptz AS claimed_at,"
+    " NULL::timestamptz AS expires_at, NULL AS phase FROM state_versions WHERE namespace = $1 AND scope IN ($2, $3)"
+    " UNION ALL SELECT 1, NULL, version, NULL, NULL, NULL, NULL, NULL FROM policy_set WHERE id = 1"
+    " UNION ALL SELECT 2, NULL, NULL, c.promotion, c.decision_id, c.claimed_at, c.expires_at, p.phase"
+    " FROM stage_claims AS c LEFT OUTER JOIN promotions AS p"
+    " ON p.namespace = c.namespace AND p.name = c.promotion AND NOT p.deleted WHERE c.namespace = $1 AND c.stage = $4"
+    " UNION ALL (SELECT 3, fold_key, repeat_count, NULL, id, NULL, NULL, NULL FROM decisions"
+)
+_PROBE_PROMOTION = _PROBE + " WHERE namespace = $1 AND promotion = $5 ORDER BY id DESC LIMIT 1)"
+_PROBE_STAGE = _PROBE + " WHERE namespace = $1 AND stage = $5 AND prospective ORDER BY id DESC LIMIT 1)"
 _PROMOTION_TIMES = ("created_at", "started_at", "finished_at")
 _RUN_TIMES = ("created_at", "started_at", "completed_at")
 
 
+_ADD_REPEATS = "UPDATE decisions SET repeat_count = repeat_count + $2, last_at = $3 WHERE id = $1"
 _RECORD = "SELECT out_id, out_repeats FROM policy_server_record_decisions($1::jsonb)"
 _json = msgspec.json.Encoder()
 
@@ -118,6 +130,11 @@ class PostgresHotPath(PortableHotPath):
         async with self._driver() as driver:
             rows = await driver.fetch(_RECORD, document)
         return [(row["out_id"], row["out_repeats"]) for row in rows]
+
+    async def add_repeats(self, repeats: list[tuple[str, int, datetime]]) -> None:
+        if repeats:
+            async with self._driver() as driver:
+                await driver.executemany(_ADD_REPEATS, [(row_id, n, at) for row_id, n, at in repeats])
 
     async def decision_facts(
         self, namespace: str, promotion: str | None, stage: str | None, freight: str | None, recent: int
@@ -146,6 +163,23 @@ class PostgresHotPath(PortableHotPath):
         async with self._driver() as driver:
             rows = await driver.fetch(_VERSIONS, namespace, stage_scope(stage), FREIGHT_SCOPE)
         return versions_of(stage, {row["scope"]: row["version"] for row in rows})
+
+    async def probe(self, namespace: str, stage: str, promotion: str | None) -> Probe:
+        sql, subject = (_PROBE_PROMOTION, promotion) if promotion is not None else (_PROBE_STAGE, stage)
+        async with self._driver() as driver:
+            rows = await driver.fetch(sql, namespace, stage_scope(stage), FREIGHT_SCOPE, stage, subject)
+        found: dict[str, int] = {}
+        policies, claim, last = 0, None, None
+        for row in rows:
+            if row["part"] == 0:
+                found[row["scope"]] = row["version"]
+            elif row["part"] == 1:
+                policies = row["version"]
+            elif row["part"] == 3:
+                last = (row["decision_id"], row["scope"], row["version"])
+            else:
+                claim = Claim(row["promotion"], row["decision_id"], row["claimed_at"], row["expires_at"], row["phase"])
+        return Probe(versions_of(stage, found), policies, claim, last)
 
     async def current_claim(self, namespace: str, stage: str) -> Claim | None:
         async with self._driver() as driver:
