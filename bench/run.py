@@ -44,6 +44,7 @@ from bench.cluster import cluster_suite  # noqa: E402
 
 TOKEN = "pst_bench-admin-token"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
+CEILING_PATH = "/v1/bench/ceiling"  # registered by bench/ceiling_app.py
 CONNECTIONS = 16
 T0 = datetime(2026, 8, 1, tzinfo=UTC)
 
@@ -56,6 +57,7 @@ class Result:
     p99_ms: float
     ceiling: float | None = None
     peer: float | None = None
+    post: float | None = None
 
 
 @dataclass
@@ -219,7 +221,8 @@ def server(database_url: str, workers: int, ready_timeout: float = 90, **setting
            "POLICY_SERVER_BOOTSTRAP_TOKEN": TOKEN, "POLICY_SERVER_RATE_LIMIT_PER_S": "0",
            "POLICY_SERVER_LOG_LEVEL": "WARNING"}  # fmt: skip
     env.update({f"POLICY_SERVER_{k.upper()}": v for k, v in settings.items()})
-    command = [str(Path(sys.executable).parent / "policy-server"), "run", "--workers", str(workers)]
+    # The product's `policy-server run`, with the bench's POST ceiling route added to its app (bench/serve.py).
+    command = [sys.executable, str(ROOT / "bench" / "serve.py"), "run", "--workers", str(workers)]
     process = _start(command, env, f"http://127.0.0.1:{port}/ready", ready_timeout)
     try:
         yield f"http://127.0.0.1:{port}"
@@ -300,9 +303,11 @@ def decisions_suite(
             logged = httpx.get(f"{base}/v1/decisions/{document['id']}", headers=AUTH, timeout=60).json()
             ceiling = wrk(f"{base}/health", seconds)
             ceiling.name = f"ceiling: GET /health, same app and server [{label}]"
+            post = wrk(f"{base}{CEILING_PATH}", seconds, body=one)
+            post.name = f"ceiling: POST, token + decision body and answer only [{label}]"
             repeated = wrk(f"{base}/v1/decisions", seconds, body=one)
             repeated.name = f"decisions, repeated: unchanged state [{label}]"
-            results += [ceiling, repeated]
+            results += [ceiling, post, repeated]
         # Fresh: every decision reads its Stage's state and evaluates, as after a change (no reuse, no cache).
         with server(database_url, workers, decision_cache_ms="0", **extra) as base:
             fresh = wrk(f"{base}/v1/decisions", seconds, bodies=many)
@@ -315,7 +320,7 @@ def decisions_suite(
         results.append(direct)
         peer_rate = direct.requests_per_s
     for r in results:
-        r.ceiling, r.peer = ceiling.requests_per_s, peer_rate
+        r.ceiling, r.peer, r.post = ceiling.requests_per_s, peer_rate, post.requests_per_s
     return results
 
 
@@ -709,8 +714,9 @@ def main() -> None:
             report.decisions += decisions_suite(
                 f"SQLite, OPA engine, {size:,}", url, heads, seconds, opa, args.workers, engine="opa", peer=False
             )
-            for r in report.decisions[-3:]:
-                r.peer = report.decisions[-4].peer
+            peer = next(r.peer for r in report.decisions if r.name.startswith("peer: OPA direct"))
+            for r in report.decisions[-4:]:
+                r.peer = peer
         shutil.rmtree(folder, ignore_errors=True)
     if args.postgres:
         with postgres_database(args.postgres) as url:
@@ -730,13 +736,15 @@ def main() -> None:
     report.other += memory(args.workers, decisions)
     report.other += cluster_suite(server, wrk, AUTH, args.workers, args.full, seconds)
 
-    header = f"{'measurement':<80} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'/ceiling':>8} {'/OPA':>5}"
+    header = f"{'measurement':<80} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'/ceiling':>8} {'/POST':>5} {'/OPA':>5}"
     lines = [header, "-" * len(header)]
     for r in report.decisions:
         vs_ceiling = f"{r.requests_per_s / r.ceiling:.2f}" if r.ceiling else "-"
         vs_peer = f"{r.requests_per_s / r.peer:.2f}" if r.peer else "-"
+        vs_post = f"{r.requests_per_s / r.post:.2f}" if r.post else "-"
         lines.append(
-            f"{r.name:<80} {r.requests_per_s:>8.0f} {r.p50_ms:>7.2f} {r.p99_ms:>7.2f} {vs_ceiling:>8} {vs_peer:>5}"
+            f"{r.name:<80} {r.requests_per_s:>8.0f} {r.p50_ms:>7.2f} {r.p99_ms:>7.2f} {vs_ceiling:>8} {vs_post:>5} "
+            f"{vs_peer:>5}"
         )
     text = "\n".join(lines) + "\n\n" + "\n".join(report.other)
     print(text)

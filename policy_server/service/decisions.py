@@ -135,7 +135,7 @@ class DecisionService:
             or question.stage
             or stage_of_name(question.promotion)
         )
-        active = await self.policies.active(probe.policies if probe is not None else None)
+        active = await self.policies.active(probe.policies if probe is not None else facts.policies)
         key = f"{active.bundle.key}:{active.version}:{input_hash}"
         kept = self._cached(key)
         cached = kept is not None

@@ -18,7 +18,7 @@ from policy_server.kargo import (
     queue_order,
     verification_of,
 )
-from policy_server.store._models import StageClaimRow
+from policy_server.store._models import PolicySetRow, StageClaimRow
 from policy_server.store._rows import PROMOTION_COLUMNS, RUN_COLUMNS, TABLES, promotion_facts, run_facts, stored
 from policy_server.store._types import Claim, DecisionFacts, StageState
 from policy_server.store._versions import read_versions
@@ -27,6 +27,7 @@ _STAGES = TABLES[Kind.STAGE]
 _PROMOTIONS = TABLES[Kind.PROMOTION]
 _RUNS = TABLES[Kind.ANALYSIS_RUN]
 _FREIGHT = TABLES[Kind.FREIGHT]
+_POLICY_SET = PolicySetRow.__table__
 
 
 async def read_promotion(conn: AsyncConnection, namespace: str, name: str) -> PromotionFacts | None:
@@ -149,7 +150,8 @@ async def read_decision_facts(
     state = await read_stage_state(conn, namespace, stage, recent) if stage else None
     objects = await read_freight(conn, namespace, freight_names(state, p_facts, freight))
     versions = await read_versions(conn, namespace, stage) if stage else None
-    return DecisionFacts(p_facts, state, objects, versions)
+    policies = (await conn.execute(select(_POLICY_SET.c.version).where(_POLICY_SET.c.id == 1))).scalar_one_or_none()
+    return DecisionFacts(p_facts, state, objects, versions, policies or 0)
 
 
 _CLAIMS = StageClaimRow.__table__

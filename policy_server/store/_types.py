@@ -81,6 +81,8 @@ class DecisionFacts:
     freight: dict[str, dict[str, Any]]
     versions: tuple[str, int, int] | None = None
     """(Stage, its state version, the namespace's Freight version) read with the facts; None without a Stage."""
+    policies: int | None = None
+    """The policy-set version read with the facts (the answer uses that set or a newer one)."""
 
 
 @dataclass(frozen=True, slots=True)

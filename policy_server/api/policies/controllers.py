@@ -477,6 +477,7 @@ async def _impact_gate(
         policy_id, checked, principal, since=gate.since, until=None,
         max_decisions=gate.max_decisions, timeout_s=gate.timeout_s,
     )  # fmt: skip
+    await decision_service.log.write_folds()
     report = await run_impact(ImpactAnalysis(decision_service.decisions, policy_service.workbench), question)
     if report.flips > gate.max_flips or not report.complete:
         why = (

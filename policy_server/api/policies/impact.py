@@ -160,6 +160,7 @@ class ImpactController(Controller):
             policy_id, draft, principal, since=data.since, until=data.until, namespace=data.namespace,
             stage=data.stage, max_decisions=data.max_decisions, timeout_s=data.timeout_s, examples=data.examples,
         )  # fmt: skip
+        await decision_service.log.write_folds()  # the repeat counts of this process's answers so far
         analysis = ImpactAnalysis(decision_service.decisions, policy_service.workbench)
         if NDJSON in (request.headers.get("accept") or ""):
             return Stream(_stream(analysis, question), media_type=NDJSON, headers={"content-type": NDJSON})  # type: ignore[return-value]

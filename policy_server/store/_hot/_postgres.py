@@ -83,7 +83,8 @@ SELECT json_build_object(
   'last', (SELECT row_to_json(l) FROM l),
   'run', (SELECT row_to_json(run) FROM run),
   'freight', (SELECT coalesce(json_object_agg(name, object), '{{}}') FROM f),
-  'versions', (SELECT coalesce(json_object_agg(scope, version), '{{}}') FROM v)
+  'versions', (SELECT coalesce(json_object_agg(scope, version), '{{}}') FROM v),
+  'policies', (SELECT version FROM policy_set WHERE id = 1)
 )::text
 """
 _VERSIONS = "SELECT scope, version FROM state_versions WHERE namespace = $1 AND scope IN ($2, $3)"
@@ -157,7 +158,7 @@ class PostgresHotPath(PortableHotPath):
             )
         freight_objects = {name: msgspec.json.decode(obj) for name, obj in found["freight"].items()}
         versions = versions_of(target, found["versions"]) if target is not None else None
-        return DecisionFacts(p_facts, state, freight_objects, versions)
+        return DecisionFacts(p_facts, state, freight_objects, versions, found["policies"] or 0)
 
     async def versions(self, namespace: str, stage: str) -> Versions:
         async with self._driver() as driver:

@@ -3,8 +3,12 @@
 A decision reads a handful of indexed rows and logs one; through SQLAlchemy over aiosqlite each statement
 costs a compile and two thread hops (~0.3 ms), which dominated a decision. Here reads run synchronously on
 the event loop's thread (an indexed read of a WAL database takes tens of microseconds and never waits for
-a writer), and the decision log writes a whole batch in one call on a dedicated thread, whose connection
-takes the same in-process write lock as every other writer of the store.
+a writer); a repeated decision reads everything it checks in one statement (``probe``). The decision log writes
+a batch's statements on the loop's thread too and commits (the fsync) on a thread: on a thread, every statement
+waited for the GIL back from the busy loop. Decision batches of the processes sharing the file take turns by an
+advisory file lock (``<file>-decisions.lock``) before SQLite's write lock; SQLite's busy handler sleeps between
+tries, the file lock's waiter wakes when it is released. Batches take the same in-process write gate as every
+other writer of the store.
 
 Values are stored exactly as SQLAlchemy stores them on SQLite (booleans as 0/1, UTC datetimes as naive
 ``YYYY-MM-DD HH:MM:SS.ffffff`` text), so both paths read and write the same rows.
@@ -228,7 +232,8 @@ class SqliteHotPath:
                 sql = f"SELECT name, object FROM freight WHERE namespace = ? AND name IN ({marks}) AND deleted = 0"
                 objects = {name: msgspec.json.decode(obj) for name, obj in conn.execute(sql, (namespace, *names))}
             versions = _versions(conn, namespace, stage) if stage else None
-        return DecisionFacts(p_facts, state, objects, versions)
+            policies = conn.execute("SELECT version FROM policy_set WHERE id = 1").fetchone()
+        return DecisionFacts(p_facts, state, objects, versions, policies[0] if policies else 0)
 
     async def versions(self, namespace: str, stage: str) -> Versions:
         with self.direct.read() as conn:
