@@ -58,6 +58,7 @@ class Result:
     ceiling: float | None = None
     peer: float | None = None
     post: float | None = None
+    requests: int = 0
 
 
 @dataclass
@@ -243,12 +244,26 @@ def opa_server(opa: str) -> Iterator[str]:
         process.wait(10)
 
 
-def wrk(url: str, seconds: int, *, body: Path | None = None, bodies: Path | None = None) -> Result:
+def wrk(url: str, seconds: int, *, body: Path | None = None, bodies: Path | None = None, once: bool = False) -> Result:
+    """wrk at ``CONNECTIONS`` connections for ``seconds``: one body, or cycling through ``bodies`` (``once``: wrk's
+    two threads take alternate bodies in order, so that no body is asked twice while there are more bodies than
+    requests; ``Result.requests`` says how many were made)."""
     script = Path(tempfile.mkstemp(suffix=".lua")[1])
     lines = [f'wrk.headers["Authorization"] = "Bearer {TOKEN}"', 'wrk.headers["Content-Type"] = "application/json"']
     if body is not None:
         lines += ['wrk.method = "POST"', f'local f = io.open("{body}")', "wrk.body = f:read('*a')", "f:close()"]
-    if bodies is not None:
+    if bodies is not None and once:
+        lines += [
+            'wrk.method = "POST"',
+            "local bodies = {}",
+            f'for line in io.lines("{bodies}") do bodies[#bodies + 1] = line end',
+            "local ids = 0",
+            "function setup(thread) thread:set('id', ids); ids = ids + 1 end",
+            "local i = 0",
+            "function request() local n = (i * 2 + id) % #bodies + 1; i = i + 1;"
+            " return wrk.format(nil, nil, nil, bodies[n]) end",
+        ]
+    elif bodies is not None:
         lines += [
             'wrk.method = "POST"',
             "local bodies = {}",
@@ -272,7 +287,8 @@ def wrk(url: str, seconds: int, *, body: Path | None = None, bodies: Path | None
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if errors:
         print(f"  warning: {errors.group(1)} non-2xx answers from {url}", file=sys.stderr)
-    return Result("", rate, percentile("50"), percentile("99"))
+    made = re.search(r"(\d+) requests in", out)
+    return Result("", rate, percentile("50"), percentile("99"), requests=int(made.group(1)) if made else 0)
 
 
 def _questions(folder: Path, heads: list[tuple[str, str]]) -> tuple[Path, Path]:
@@ -397,6 +413,80 @@ def opa_direct(opa: str, document: dict, seconds: int, folder: Path) -> Result:
         answer = httpx.post(f"{base}/v1/data/bench/all/result", content=body.read_text()).json()
         assert set(answer.get("result", {})) == set(drafts), answer
         return wrk(f"{base}/v1/data/bench/all/result", seconds, body=body)
+
+
+# --- fresh decisions after a change -------------------------------------------------------------------------
+
+
+def _metric_total(base: str, name: str, labels: str = "") -> float:
+    """The sum of a metric's samples (over server processes) whose labels contain ``labels``."""
+    text = httpx.get(f"{base}/metrics", timeout=30).text
+    pattern = rf"^{re.escape(name)}(\{{[^}}]*\}})? ([\d.e+-]+)$"
+    return sum(float(m.group(2)) for m in re.finditer(pattern, text, re.M) if labels in (m.group(1) or ""))
+
+
+def fresh_after_change(stages: int, workers: int, seconds: int, peer: float | None) -> tuple[list[Result], list[str]]:
+    """The first question about each Stage's queue head right after its state changed, as a controller polling
+    the gate, the enforcer or an admission webhook asks it. Every Stage's head Promotion is re-posted as a MODIFIED
+    watch event (NDJSON, 500 a request, 4 clients: the ingestion rate with precomputation on), the server computes
+    each changed Stage's verdicts as the changes are recorded, and then wrk asks each head exactly once."""
+    folder = Path(tempfile.mkdtemp(prefix="bench-fresh-"))
+    heads = fill_sqlite(folder / "store.db", 2 * stages, stages)
+    template = json.loads((ROOT / "bench" / "promotion.json").read_text())
+    events = []
+    for i, (namespace, name) in enumerate(heads):
+        stage = name.split(".", 1)[0]
+        obj = json.loads(json.dumps(template))
+        obj["metadata"].update(name=name, namespace=namespace, resourceVersion=str(5_000_000 + i),
+                               uid=str(uuid.UUID(int=i)), annotations={"bench/changed": "1"})  # fmt: skip
+        obj["metadata"]["labels"]["kargo.akuity.io/stage"] = stage
+        obj["metadata"]["ownerReferences"][0]["name"] = stage
+        obj["spec"].update(stage=stage, freight="f0ea4d1b")
+        obj["status"] = {"phase": "Pending"}
+        events.append(json.dumps({"type": "MODIFIED", "object": obj}))
+    bodies = folder / "heads.ndjson"
+    bodies.write_text("\n".join(json.dumps({"promotion": {"namespace": n, "name": p}}) for n, p in heads) + "\n")
+    lines: list[str] = []
+    with server(f"sqlite+aiosqlite:///{folder / 'store.db'}", workers) as base:
+        chunks = [events[i : i + 500] for i in range(0, len(events), 500)]
+
+        async def post_all() -> None:
+            async with httpx.AsyncClient(base_url=base, headers=AUTH, timeout=120) as client:
+                queue = list(chunks)
+
+                async def worker() -> None:
+                    while queue:
+                        chunk = queue.pop(0)
+                        response = await client.post(
+                            "/v1/state", content="\n".join(chunk), headers={"content-type": "application/x-ndjson"}
+                        )
+                        response.raise_for_status()
+
+                await asyncio.gather(*(worker() for _ in range(4)))
+
+        started = time.perf_counter()
+        asyncio.run(post_all())
+        recorded = time.perf_counter() - started
+        while _metric_total(base, "policy_server_precompute_backlog") > 0:
+            time.sleep(0.05)
+        settled = time.perf_counter() - started
+        computed = _metric_total(base, "policy_server_precompute_total", 'result="computed"')
+        lines.append(
+            f"ingestion with precomputation: {len(events):,} Promotion changes over {stages:,} Stages recorded at "
+            f"{len(events) / recorded:,.0f}/s; their {computed:,.0f} verdicts computed {settled:.1f} s after the "
+            f"first change ({computed / settled:,.0f}/s)"
+        )
+        used_before = _metric_total(base, "policy_server_precomputed_verdicts_total", 'result="used"')
+        result = wrk(f"{base}/v1/decisions", seconds, bodies=bodies, once=True)
+        used = _metric_total(base, "policy_server_precomputed_verdicts_total", 'result="used"') - used_before
+        result.name = f"decisions, fresh after a change: precomputed [SQLite, regopy, {stages:,} Stages]"
+        result.peer = peer
+        lines.append(
+            f"fresh after a change: {result.requests:,} questions about {len(heads):,} queue heads (none asked twice "
+            f"while fewer); {used:,.0f} answered by a precomputed verdict"
+        )
+    shutil.rmtree(folder, ignore_errors=True)
+    return [result], lines
 
 
 # --- ingestion ---------------------------------------------------------------------------------------------
@@ -675,8 +765,12 @@ def main() -> None:
     parser.add_argument("--postgres", default=os.environ.get("POLICY_SERVER_TEST_POSTGRES_URL"))
     parser.add_argument("--memory-decisions", type=int, default=None,
                         help="decisions while RSS is sampled (20k; --full 200k)")  # fmt: skip
-    parser.add_argument("--only", choices=["flood", "stores", "cluster"], default=None,
+    parser.add_argument("--fresh-stages", type=int, default=None,
+                        help="Stages changed for the fresh-after-a-change row (20k; --full 50k): more than the "
+                             "questions asked, so that none is asked twice")  # fmt: skip
+    parser.add_argument("--only", choices=["flood", "stores", "cluster", "fresh"], default=None,
                         help="flood: only decisions alone vs. while an author floods drafts (SQLite, 1k); "
+                             "fresh: only the decision rows at 1k and fresh decisions after a change; "
                              "stores: only the decision rows on SQLite and PostgreSQL (1k), side by side; "
                              "cluster: only the real kube-apiserver measurements (bench/cluster.py)")  # fmt: skip
     args = parser.parse_args()
@@ -709,8 +803,16 @@ def main() -> None:
         url = f"sqlite+aiosqlite:///{folder / 'store.db'}"
         report.decisions += decisions_suite(f"SQLite, regopy, {size:,}", url, heads, seconds, opa, args.workers)
         if size == sizes[0]:
-            report.other += authoring_flood(url, heads, seconds, args.workers)
-        if size == sizes[0] and opa:
+            peer = next((r.peer for r in report.decisions if r.peer), None)
+            count = args.fresh_stages or (50_000 if args.full else 20_000)
+            fresh, lines = fresh_after_change(count, args.workers, seconds, peer)
+            for r in fresh:
+                r.ceiling, r.post = report.decisions[0].ceiling, report.decisions[0].post
+            report.decisions += fresh
+            report.other += lines
+            if args.only != "fresh":
+                report.other += authoring_flood(url, heads, seconds, args.workers)
+        if size == sizes[0] and opa and args.only != "fresh":
             report.decisions += decisions_suite(
                 f"SQLite, OPA engine, {size:,}", url, heads, seconds, opa, args.workers, engine="opa", peer=False
             )
@@ -718,23 +820,26 @@ def main() -> None:
             for r in report.decisions[-4:]:
                 r.peer = peer
         shutil.rmtree(folder, ignore_errors=True)
-    if args.postgres:
+        if args.only == "fresh":
+            break
+    if args.postgres and args.only != "fresh":
         with postgres_database(args.postgres) as url:
             heads = fill_postgres(url, 1_000, 10)
             report.decisions += decisions_suite("PostgreSQL, regopy, 1,000", url, heads, seconds, opa, args.workers)
-    folder = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
-    events = 30_000 if args.full else 6_000
-    report.other += ingestion(f"sqlite+aiosqlite:///{folder / 'store.db'}", args.workers, events)
-    shutil.rmtree(folder, ignore_errors=True)
-    report.other += decision_log(args.workers, logged, seconds)
-    fresh = next((r for r in report.decisions if r.name.startswith("decisions, fresh")), None)
-    replay = next((line for line in report.other if line.startswith("impact replay:")), None)
-    if fresh and replay:
-        rate = float(replay.split()[2].replace(",", ""))
-        report.other.append(f"impact replay / fresh decisions of this run: {rate / fresh.requests_per_s:.2f} "
-                            f"({rate:,.0f} vs {fresh.requests_per_s:,.0f}/s)")  # fmt: skip
-    report.other += memory(args.workers, decisions)
-    report.other += cluster_suite(server, wrk, AUTH, args.workers, args.full, seconds)
+    if args.only != "fresh":
+        folder = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+        events = 30_000 if args.full else 6_000
+        report.other += ingestion(f"sqlite+aiosqlite:///{folder / 'store.db'}", args.workers, events)
+        shutil.rmtree(folder, ignore_errors=True)
+        report.other += decision_log(args.workers, logged, seconds)
+        fresh = next((r for r in report.decisions if r.name.startswith("decisions, fresh")), None)
+        replay = next((line for line in report.other if line.startswith("impact replay:")), None)
+        if fresh and replay:
+            rate = float(replay.split()[2].replace(",", ""))
+            report.other.append(f"impact replay / fresh decisions of this run: {rate / fresh.requests_per_s:.2f} "
+                                f"({rate:,.0f} vs {fresh.requests_per_s:,.0f}/s)")  # fmt: skip
+        report.other += memory(args.workers, decisions)
+        report.other += cluster_suite(server, wrk, AUTH, args.workers, args.full, seconds)
 
     header = f"{'measurement':<80} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'/ceiling':>8} {'/POST':>5} {'/OPA':>5}"
     lines = [header, "-" * len(header)]

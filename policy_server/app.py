@@ -52,6 +52,7 @@ from policy_server.logs import configure as configure_logging
 from policy_server.service import PolicyService
 from policy_server.service.access import AccessService
 from policy_server.service.decisions import DecisionService, DecisionSettings
+from policy_server.service.precompute import Precomputer
 from policy_server.settings import Settings
 from policy_server.store import (
     AccessStore,
@@ -59,6 +60,7 @@ from policy_server.store import (
     DecisionStore,
     PolicyStore,
     StateStore,
+    VerdictStore,
     current_revision,
     head_revision,
     upgrade,
@@ -116,6 +118,7 @@ class Services:
         self.access_service = AccessService(AccessStore(self.database), enabled=settings.auth == "enabled")
         self.watcher: Watcher | None = None
         self.enforcer: Enforcer | None = None
+        self.verdict_store = VerdictStore(self.database)
         self.decision_service = DecisionService(
             self.state_store,
             DecisionStore(self.database),
@@ -126,7 +129,12 @@ class Services:
                 cache_entries=settings.decision_cache_entries,
                 max_input_bytes=settings.max_input_bytes,
             ),
+            verdicts=self.verdict_store if settings.precompute else None,
         )
+        self.precomputer: Precomputer | None = None
+        if settings.precompute and settings.decision_cache_ms > 0:
+            self.precomputer = Precomputer(self.decision_service, self.state_store, self.verdict_store)
+            self.state_store.listeners.append(self.precomputer.changed)
 
     async def start(self) -> None:
         """Migrate (when configured), start the Rego workers, load the built-in policies."""
@@ -185,6 +193,7 @@ class Services:
             cutoff = datetime.now(UTC) - timedelta(hours=self.settings.decision_retention_hours)
             try:
                 removed = await self.decision_service.decisions.prune(cutoff)
+                await self.verdict_store.prune(int(cutoff.timestamp()) * 1_000_000_000)
                 if removed:
                     _log.info("pruned %d decisions older than %s", removed, cutoff.isoformat())
             except Exception:  # noqa: BLE001 - a failed round is retried at the next interval
@@ -285,6 +294,8 @@ class PolicyServerPlugin(InitPluginProtocol):
                 gc.collect()
                 gc.freeze()
                 background.append(asyncio.create_task(services.prune_forever()))
+                if services.precomputer is not None:
+                    background.append(asyncio.create_task(services.precomputer.run(), name="precompute"))
                 if settings.watch:
                     background.append(asyncio.create_task(services.watch_forever(), name="watcher"))
                 for task in background:

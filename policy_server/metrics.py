@@ -34,6 +34,16 @@ EVALUATION_SECONDS = Histogram(
     buckets=_LATENCY,
 )
 VERDICT_CACHE = Counter("policy_server_verdict_cache_total", "Verdict cache lookups, by result.", ["result"])
+PRECOMPUTED = Counter(
+    "policy_server_precomputed_verdicts_total",
+    "Questions that found a verdict computed when their Stage changed: used, or stale (evaluated instead).",
+    ["result"],
+)
+PRECOMPUTING = Counter(
+    "policy_server_precompute_total",
+    "Verdicts computed ahead of questions after a state change, by result.",
+    ["result"],
+)
 INPUT_CACHE = Counter(
     "policy_server_input_reuse_total", "Decision inputs reused (state versions unchanged) or read again.", ["result"]
 )
@@ -78,6 +88,11 @@ WATCH_LAG = Histogram(
     "policy_server_watch_lag_seconds",
     "From an object's last change in the API server (managedFields time, whole seconds) to its recording.",
     buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+)
+PRECOMPUTE_BACKLOG = Gauge(
+    "policy_server_precompute_backlog",
+    "Stages whose verdicts are waiting to be computed after a change, or being computed.",
+    multiprocess_mode="livesum",
 )
 DECISION_LOG_BACKLOG = Gauge(
     "policy_server_decision_log_backlog",

@@ -122,8 +122,12 @@ class Settings:
     """How long a start claim holds unless its Promotion is seen Running or terminal first
     (``POLICY_SERVER_CLAIM_TTL_S``)."""
     decision_cache_ms: int = 1000
-    """How long a verdict is reused for unchanged state and policies; 0 disables
+    """How long a verdict is reused for the same input when a policy reads the time (``now``); verdicts of
+    policies that do not hold until the state or the policies change. 0 disables every reuse
     (``POLICY_SERVER_DECISION_CACHE_MS``)."""
+    precompute: bool = True
+    """Compute the verdict on every queued Promotion of a Stage when its recorded state changes (coalesced),
+    so that the next question about it is answered without evaluating (``POLICY_SERVER_PRECOMPUTE``)."""
     decision_cache_entries: int = 2000
     """Questions whose assembled inputs are kept for reuse while the state they were read from holds
     (a few kB each; ``POLICY_SERVER_DECISION_CACHE_ENTRIES``)."""

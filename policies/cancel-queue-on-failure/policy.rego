@@ -33,16 +33,17 @@ _failed(inp) if {
 	inp.verification.effective_phase in {p | some p in object.get(inp.parameters, "failure_phases", ["Failed", "Error"])}
 }
 
-# Promotions created at or before the verification ended.
-_cutoff(run, _) := run.completed_at_ns if run.completed_at_ns != null
+# Promotions created at or before the verification ended; with no recorded end, every queued one (a Promotion
+# created later is a state change, answered again). Not the time of the question: verdicts that do not read
+# the time hold until the state changes, and can be computed ahead of the question.
+_queued_before_end(_, run) if run.completed_at_ns == null
 
-_cutoff(run, now) := now if run.completed_at_ns == null
+_queued_before_end(p, run) if p.created_at_ns <= run.completed_at_ns
 
 doomed(inp) := {name |
 	_failed(inp)
-	cutoff := _cutoff(inp.verification, inp.now_ns)
 	some name in inp.queue
-	inp.promotions[name].created_at_ns <= cutoff
+	_queued_before_end(inp.promotions[name], inp.verification)
 }
 
 _label(run) := sprintf("run %s", [run.name]) if run.name != null

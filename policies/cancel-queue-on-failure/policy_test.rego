@@ -77,7 +77,7 @@ test_an_error_kargo_recorded_without_a_run_is_a_failed_verification if {
 	contains(d.message, "Rollouts integration is disabled")
 }
 
-test_failure_without_completion_cuts_at_now if {
+test_failure_without_completion_takes_every_queued_promotion if {
 	run := _run("Failed")
 	_aborted(_doc(_promotion("prod.a", 100), object.union(run, {"completed_at_ns": null}))) == {"prod.a", "prod.b", "prod.c"}
 }

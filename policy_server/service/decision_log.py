@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import OrderedDict
 
 from policy_server.store import DecisionEntry, DecisionStore
 
@@ -33,6 +34,8 @@ class DecisionLogWriter:
         self._folds: dict[str, list[object]] = {}
         """Row id → [answers folded in and not yet written, the last one's time]."""
         self._fold_task: asyncio.Task[None] | None = None
+        self._answered: OrderedDict[str, int] = OrderedDict()
+        """Row id → the repeat count this process last answered with."""
 
     @property
     def backlog(self) -> int:
@@ -51,9 +54,15 @@ class DecisionLogWriter:
             fold[1] = max(fold[1], entry.evaluated_at)  # type: ignore[type-var]
             if self._fold_task is None or self._fold_task.done():
                 self._fold_task = asyncio.create_task(self._write_folds_later())
-            # The row's count as read, with this process's folds not written yet (another process's show once
-            # written).
-            return row_id, last[2] + int(fold[0])  # type: ignore[call-overload]
+            # The row's count as read with this process's folds not written yet, and never less than one more than
+            # this process last answered (a fold being written when the count was read is in neither); another
+            # process's folds show once written.
+            count = max(last[2] + int(fold[0]), self._answered.get(row_id, 0) + 1)  # type: ignore[call-overload]
+            self._answered[row_id] = count
+            self._answered.move_to_end(row_id)
+            if len(self._answered) > 10_000:
+                self._answered.popitem(last=False)
+            return row_id, count
         future: asyncio.Future[tuple[str, int]] = asyncio.get_running_loop().create_future()
         self._pending.append((entry, future))
         if self._task is None or self._task.done():

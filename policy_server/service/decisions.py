@@ -27,8 +27,12 @@ from policy_server.store import (
     DecisionFacts,
     DecisionStore,
     LoggedDecision,
+    PrecomputedVerdict,
     Probe,
     StateStore,
+    VerdictStore,
+    decode_input,
+    encode_input,
     new_decision_id,
 )
 
@@ -87,8 +91,9 @@ class DecisionSettings:
     claim_ttl_s: float = 120.0
     """How long a start claim holds unless the Promotion is observed Running or terminal first."""
     cache_ttl_s: float = 1.0
-    """How long a verdict is reused for the same state and policies (0 disables the cache, and the reuse of
-    inputs: every decision then reads the state and evaluates, as when the state changed)."""
+    """How long a verdict is reused for the same input when the policy set reads the time (``now``); a set that
+    does not holds its verdicts until the state or the policies change. 0 disables every reuse (kept inputs,
+    verdicts, precomputed verdicts): each decision then reads the state and evaluates."""
     cache_entries: int = 2_000
     """Questions whose inputs are kept for reuse (a few kB each; the verdicts are kept ``cache_ttl_s`` only)."""
     max_input_bytes: int = 1024 * 1024
@@ -105,13 +110,17 @@ class DecisionService:
         policies: PolicyService,
         settings: DecisionSettings | None = None,
         clock: Callable[[], datetime] | None = None,
+        verdicts: VerdictStore | None = None,
     ) -> None:
         self.state = state
         self.decisions = decisions
         self.policies = policies
         self.settings = settings or DecisionSettings()
         self.clock = clock or (lambda: datetime.now(UTC))
-        self._cache: OrderedDict[str, tuple[float, Verdict]] = OrderedDict()
+        self.verdicts = verdicts
+        """Where verdicts computed ahead of questions are kept (None: not used)."""
+        self._cache: OrderedDict[str, _KeptVerdict] = OrderedDict()
+        self._cache_version = 0
         self._inputs: OrderedDict[tuple[str, str | None, str | None, str | None, str], _ReusableInput] = OrderedDict()
         self.log = DecisionLogWriter(decisions)
         self._evaluating: dict[str, asyncio.Future[_KeptVerdict]] = {}
@@ -128,31 +137,32 @@ class DecisionService:
         """Answer one question; the decision is logged (committed) before it is returned."""
         started = time.perf_counter()
         now = self.clock()
-        facts, document, input_hash, probe = await self._input(question, now)
+        prepared = await self._input(question, now, precomputed=True)
+        document, input_hash, probe, kept = prepared.document, prepared.input_hash, prepared.probe, prepared.kept
+        known, has_stage, stored_input = prepared.known, prepared.has_stage, prepared.stored_input
+        active = await self.policies.active(prepared.policies)
+        cached = kept is not None
         stage = (
             (document.get("stage") or {}).get("name")
             or (document.get("promotion") or {}).get("stage")
             or question.stage
             or stage_of_name(question.promotion)
         )
-        active = await self.policies.active(probe.policies if probe is not None else facts.policies)
+        if active.version != self._cache_version:
+            self._cache.clear()  # verdicts of an earlier policy set are never asked for again
+            self._cache_version = active.version
         key = f"{active.bundle.key}:{active.version}:{input_hash}"
-        kept = self._cached(key)
-        cached = kept is not None
+        if kept is None:
+            kept = self._cached(key)
+            cached = kept is not None
         metrics.child(metrics.VERDICT_CACHE, "hit" if cached else "miss").inc()
         if kept is None:
-            # One evaluation per input at a time: when a kept verdict expires under load, the questions in flight
-            # share the next one instead of each evaluating it.
-            running = self._evaluating.get(key)
-            if running is None:
-                running = self._evaluating[key] = asyncio.ensure_future(self._evaluate(key, document, question))
-                running.add_done_callback(lambda _: self._evaluating.pop(key, None))
-            kept = await asyncio.shield(running)
-        added = self._service_checks(question, facts.promotion is not None, facts.stage is not None, kept.verdict)
+            kept = await self._shared_evaluation(key, document, question, active.time_dependent)
+        added = self._service_checks(question, known, has_stage, kept.verdict)
 
         decision_id = new_decision_id(now)  # the id sorts by evaluation time (see ulid_floor)
         claimed = False
-        if stage is not None and facts.stage is not None:
+        if stage is not None and has_stage:
             if probe is not None and probe.versions[0] == stage:
                 claim = probe.claim
             else:
@@ -199,6 +209,7 @@ class DecisionService:
             result=result,
             input=document,
             reasons=reasons,
+            stored_input=stored_input,
         )
         logged_id, repeats = decision_id, 1
         if question.log:
@@ -235,7 +246,18 @@ class DecisionService:
             document=document,
         )
 
-    async def _evaluate(self, key: str, document: dict[str, Any], question: Question) -> _KeptVerdict:
+    async def _shared_evaluation(
+        self, key: str, document: dict[str, Any], question: Question, timed: bool
+    ) -> _KeptVerdict:
+        """One evaluation per input at a time: when a kept verdict expires under load, or a question arrives while
+        its verdict is being computed ahead, the callers share the evaluation in flight."""
+        running = self._evaluating.get(key)
+        if running is None:
+            running = self._evaluating[key] = asyncio.ensure_future(self._evaluate(key, document, question, timed))
+            running.add_done_callback(lambda _: self._evaluating.pop(key, None))
+        return await asyncio.shield(running)
+
+    async def _evaluate(self, key: str, document: dict[str, Any], question: Question, timed: bool) -> _KeptVerdict:
         verdict: Verdict | None = None
         size = len(_encoder.encode(document))
         if size > self.settings.max_input_bytes:
@@ -246,17 +268,109 @@ class DecisionService:
             metrics.child(metrics.EVALUATION_SECONDS, self.policies.engine.name).observe(
                 time.perf_counter() - evaluation_started
             )
-        kept = _KeptVerdict(time.monotonic(), verdict, result_document(verdict, question.namespace))
-        if not any(r.code.startswith(("evaluation_", "engine_")) for r in verdict.reasons):
+        at = time.monotonic()
+        kept = _KeptVerdict(at, verdict, result_document(verdict, question.namespace))
+        kept.expires = at + self.settings.cache_ttl_s if timed else None
+        if not _failed(verdict):
             self._remember(key, kept)
         return kept
 
+    async def _precomputed(self, question: Question, now: datetime, probe: Probe | None) -> _Prepared | None:
+        """The answer computed ahead of the question (when the Promotion's Stage last changed), if it still holds:
+        the same state versions, policy set and (for a time-dependent set) not expired. One or two small reads
+        (``probe``, when the caller read it for the same Stage, is not read again) instead of the Stage's history
+        and an evaluation."""
+        if self.verdicts is None or question.promotion is None or question.point != "start":
+            return None
+        pre = await self.verdicts.get(question.namespace, question.promotion)
+        if pre is None:
+            return None
+        if probe is None or probe.versions[0] != pre.stage:
+            probe = await self.state.probe(question.namespace, pre.stage, question.promotion)
+        active = await self.policies.active(probe.policies)
+        if not pre.holds(probe, active.bundle.key, time_ns(now)):
+            metrics.child(metrics.PRECOMPUTED, "stale").inc()
+            return None
+        metrics.child(metrics.PRECOMPUTED, "used").inc()
+        document = decode_input(pre.input_encoding, pre.input_body) or {}
+        verdict = msgspec.json.decode(pre.verdict, type=Verdict)
+        kept = _KeptVerdict(time.monotonic(), verdict, result_document(verdict, question.namespace))
+        kept.expires = (
+            None if pre.expires_ns is None else time.monotonic() + max(0, pre.expires_ns - time_ns(now)) / 1e9
+        )
+        self._remember(f"{active.bundle.key}:{active.version}:{pre.input_hash}", kept)
+        return _Prepared(
+            None,
+            document,
+            pre.input_hash,
+            probe,
+            True,
+            True,
+            probe.policies,
+            kept,
+            (pre.input_encoding, pre.input_body),
+        )
+
+    async def precompute_stage(self, namespace: str, stage: str) -> list[PrecomputedVerdict]:
+        """The verdicts on every queued Promotion of a Stage now, from one read of its state, to answer the next
+        question about each without evaluating (an evaluation that failed is not kept)."""
+        now = self.clock()
+        # Not kept for reuse: a burst of changes would push out the inputs of the questions being asked.
+        facts = await self.state.decision_facts(namespace, stage=stage)
+        if facts.stage is None:
+            return []
+        out = []
+        for queued in facts.stage.queue:
+            question = Question(namespace, promotion=queued.name, log=False)
+            # The facts a question about this Promotion reads: the same snapshot, with it as P.
+            verdict = await self._precompute(question, replace(facts, promotion=queued), now)
+            if verdict is not None:
+                out.append(verdict)
+        return out
+
+    async def precompute(self, namespace: str, promotion: str) -> PrecomputedVerdict | None:
+        """The verdict on a queued Promotion now, to answer the next question about it without evaluating (None
+        when the Promotion or its Stage is not recorded, or the evaluation failed: such answers are not kept)."""
+        now = self.clock()
+        facts = await self.state.decision_facts(namespace, promotion=promotion)
+        return await self._precompute(Question(namespace, promotion=promotion, log=False), facts, now)
+
+    async def _precompute(self, question: Question, facts: DecisionFacts, now: datetime) -> PrecomputedVerdict | None:
+        if facts.versions is None or facts.promotion is None or facts.stage is None or question.promotion is None:
+            return None
+        namespace, promotion = question.namespace, question.promotion
+        document = self.document_for(facts, question, now)
+        input_hash = _input_hash(document)
+        active = await self.policies.active(facts.policies)
+        key = f"{active.bundle.key}:{active.version}:{input_hash}"
+        kept = self._cached(key) or await self._shared_evaluation(key, document, question, active.time_dependent)
+        if _failed(kept.verdict):
+            return None
+        now_ns = time_ns(now)
+        encoding, body = encode_input(document)
+        return PrecomputedVerdict(
+            namespace,
+            promotion,
+            facts.versions[0],
+            facts.versions,
+            active.version,
+            active.bundle.key,
+            input_hash,
+            _encoder.encode(kept.verdict),
+            encoding,
+            body,
+            now_ns,
+            now_ns + int(self.settings.cache_ttl_s * 1e9) if active.time_dependent else None,
+        )
+
     async def _input(
-        self, question: Question, now: datetime
-    ) -> tuple[DecisionFacts, dict[str, Any], str, Probe | None]:
+        self, question: Question, now: datetime, *, keep: bool = True, precomputed: bool = False
+    ) -> _Prepared:
         """The input document, its hash (without the time), and the probe when the facts were kept. Facts read
         for the same question are reused while the state versions they were read at hold: one small read (the
-        probe, which also brings the policy-set version and the claim) instead of the Stage's history."""
+        probe, which also brings the policy-set version and the claim) instead of the Stage's history. Otherwise
+        (``precomputed``) a verdict computed when the Stage last changed answers, if it still holds; else the
+        facts are read."""
         key = (question.namespace, question.promotion, question.stage, question.freight, question.point)
         reuse = self.settings.cache_ttl_s > 0 and self.settings.cache_entries > 0
         hit = self._inputs.get(key) if reuse else None
@@ -269,28 +383,34 @@ class DecisionService:
                 if question.prospective:
                     # The prospective Promotion is created "now": rebuild the document around it.
                     document = self.document_for(hit.facts, question, now)
-                    return hit.facts, document, _input_hash(document), probe
+                    return _Prepared.of(hit.facts, document, _input_hash(document), probe)
                 document = {**hit.document, "now": format_time(now), "now_ns": time_ns(now)}
-                return hit.facts, document, hit.input_hash, probe
+                return _Prepared.of(hit.facts, document, hit.input_hash, probe)
         if reuse:
             metrics.child(metrics.INPUT_CACHE, "miss").inc()
+            if precomputed:
+                ready = await self._precomputed(question, now, probe)
+                if ready is not None:
+                    return ready
         facts = await self.state.decision_facts(
             question.namespace, promotion=question.promotion, stage=question.stage, freight=question.freight
         )
         document = self.document_for(facts, question, now)
         input_hash = _input_hash(document)
-        if reuse and facts.versions is not None:
+        if reuse and keep and facts.versions is not None:
             self._inputs[key] = _ReusableInput(facts, document, input_hash)
             self._inputs.move_to_end(key)
             while len(self._inputs) > self.settings.cache_entries:
                 self._inputs.popitem(last=False)
         # A probe that found other versions is stale for this answer (the claim is read again).
-        return facts, document, input_hash, probe if probe is not None and probe.versions == facts.versions else None
+        return _Prepared.of(
+            facts, document, input_hash, probe if probe is not None and probe.versions == facts.versions else None
+        )
 
     async def input_for(self, question: Question, now: datetime) -> dict[str, Any]:
         """The input document a decision about ``question`` evaluates at ``now`` (from kept facts while the
         state versions they were read at hold, else read afresh)."""
-        return (await self._input(question, now))[1]
+        return (await self._input(question, now)).document
 
     def kept(self) -> tuple[list[tuple[str, str | None, str | None, str | None, str]], int]:
         """What the service keeps for reuse: the questions whose inputs are kept (oldest first), and how many
@@ -330,23 +450,22 @@ class DecisionService:
         if self.settings.cache_ttl_s <= 0:
             return None
         hit = self._cache.get(key)
-        if hit is None or time.monotonic() - hit.at > self.settings.cache_ttl_s:
+        if hit is None or (hit.expires is not None and time.monotonic() > hit.expires):
             return None
         return hit
 
     def _remember(self, key: str, kept: _KeptVerdict) -> None:
+        """Keep a verdict for its input (the key names the policy set and the input): until it expires when the
+        set reads the time, else as long as it is among the ``cache_entries`` newest."""
         if self.settings.cache_ttl_s <= 0:
             return
         now = kept.at
         self._cache[key] = kept
         self._cache.move_to_end(key)
-        # Oldest first: drop what has expired (the cache holds about one TTL of answers), then what is too many.
         while self._cache:
             oldest = next(iter(self._cache))
-            if (
-                now - self._cache[oldest].at <= self.settings.cache_ttl_s
-                and len(self._cache) <= self.settings.cache_entries
-            ):
+            expires = self._cache[oldest].expires
+            if (expires is None or now <= expires) and len(self._cache) <= self.settings.cache_entries:
                 break
             del self._cache[oldest]
 
@@ -413,10 +532,12 @@ def _copy(verdict: Verdict) -> Verdict:
 class _KeptVerdict:
     """A verdict with what every answer to its input logs (shared by those answers: never mutated)."""
 
-    __slots__ = ("at", "verdict", "result", "reasons", "_folds")
+    __slots__ = ("at", "expires", "verdict", "result", "reasons", "_folds")
 
     def __init__(self, at: float, verdict: Verdict, result: dict[str, Any]) -> None:
         self.at = at
+        self.expires: float | None = None
+        """When it stops holding by time alone (monotonic; None: only a change of input or policies ends it)."""
         self.verdict = verdict
         self.result = result
         self.reasons = _reason_rows(verdict)
@@ -439,8 +560,42 @@ def _reason_rows(verdict: Verdict) -> list[tuple[str, str, str]]:
     )
 
 
+def _failed(verdict: Verdict) -> bool:
+    """An engine failure or timeout: such an answer is given (fail closed) but never kept."""
+    return any(r.code.startswith(("evaluation_", "engine_")) for r in verdict.reasons)
+
+
 def _has(verdict: Verdict, code: str) -> bool:
     return any(r.code == code for r in verdict.reasons)
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """What a question is answered from: its input, and a verdict when one computed ahead still holds."""
+
+    facts: DecisionFacts | None
+    """None when answered from a precomputed verdict (the facts were not read)."""
+    document: dict[str, Any]
+    input_hash: str
+    probe: Probe | None
+    known: bool
+    has_stage: bool
+    policies: int | None
+    """The policy-set version read with the state (None: not read)."""
+    kept: _KeptVerdict | None = None
+    stored_input: tuple[str, bytes] | None = None
+
+    @staticmethod
+    def of(facts: DecisionFacts, document: dict[str, Any], input_hash: str, probe: Probe | None) -> _Prepared:
+        return _Prepared(
+            facts,
+            document,
+            input_hash,
+            probe,
+            facts.promotion is not None,
+            facts.stage is not None,
+            probe.policies if probe is not None else facts.policies,
+        )
 
 
 @dataclass(frozen=True, slots=True)

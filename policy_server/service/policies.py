@@ -60,6 +60,9 @@ class ActiveSet:
     version: int
     policies: tuple[ActivePolicy, ...]
     bundle: Bundle
+    time_dependent: bool = False
+    """Whether any policy may read the time (``now``, ``now_ns``, ``time.now_ns``): its verdicts then hold for
+    a short while only; otherwise a verdict holds as long as the state and the policy set it was computed on."""
 
 
 def builtin_dir() -> Path:
@@ -387,7 +390,8 @@ class PolicyService:
                     for r in revisions
                 )
                 bundle = Bundle.of([p.code for p in policies], {p.id: p.parameters for p in policies})
-                self._active = ActiveSet(version, policies, bundle)
+                timed = any(reads_time(p.code.source) for p in policies)
+                self._active = ActiveSet(version, policies, bundle, timed)
             self._checked_at = time.monotonic()
             return self._active
 
@@ -503,3 +507,14 @@ def _summary(problems: list[Problem]) -> str:
     where = f"{first.file}:{first.line}:{first.column}: " if first.file and first.line else ""
     more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
     return f"{where}{first.message}{more}"
+
+
+_TIME = re.compile(r"\bnow(_ns)?\b")
+
+
+def reads_time(source: str) -> bool:
+    """Whether Rego ``source`` may depend on the time: it names ``now``/``now_ns`` (the input's time, in any
+    spelling: ``input.now_ns``, ``inp.now``, ``input["now"]``) or ``time.now_ns()``, outside comments. A false
+    positive only keeps its verdicts for less long."""
+    code = "\n".join(line.split("#", 1)[0] if '"' not in line else line for line in source.splitlines())
+    return bool(_TIME.search(code))

@@ -14,6 +14,7 @@ from policy_server.store._hot import HotPath
 from policy_server.store._migrate import current_revision, head_revision, upgrade
 from policy_server.store._models import metadata
 from policy_server.store._policies import Policy, PolicyStore, Revision, RevisionDraft
+from policy_server.store._rows import decode_input, encode_input
 from policy_server.store._state import StateStore
 from policy_server.store._types import (
     ActionOutcome,
@@ -23,19 +24,24 @@ from policy_server.store._types import (
     DecisionFacts,
     DecisionFilter,
     LoggedDecision,
+    PrecomputedVerdict,
     Probe,
     StageState,
     StageSummary,
     StoredObject,
 )
+from policy_server.store._verdicts import VerdictStore
+from policy_server.store._versions import FREIGHT_SCOPE
 
 __all__ = [
+    "FREIGHT_SCOPE",
     "AccessStore",
     "ActionOutcome",
     "AuditEvent",
     "Token",
     "ApplyResult",
     "Claim",
+    "PrecomputedVerdict",
     "Probe",
     "DecisionEntry",
     "DecisionFilter",
@@ -52,6 +58,9 @@ __all__ = [
     "StageSummary",
     "StateStore",
     "StoredObject",
+    "VerdictStore",
+    "decode_input",
+    "encode_input",
     "current_revision",
     "head_revision",
     "metadata",

@@ -317,3 +317,30 @@ class AuditEventRow(Base):
 
 
 metadata = Base.metadata
+
+
+class PrecomputedVerdictRow(Base):
+    """The policies' verdict on a queued Promotion, computed when its Stage's state changed (before anyone asked).
+
+    It answers the next question about the Promotion while the state versions, the policy set and (for a
+    time-dependent set) ``expires_ns`` still hold; otherwise it is ignored and the question is evaluated.
+    """
+
+    __tablename__ = "precomputed_verdicts"
+
+    namespace: Mapped[str] = mapped_column(_NAME, primary_key=True)
+    promotion: Mapped[str] = mapped_column(_NAME, primary_key=True)
+    stage: Mapped[str] = mapped_column(_NAME)
+    stage_version: Mapped[int] = mapped_column(BigInteger)
+    freight_version: Mapped[int] = mapped_column(BigInteger)
+    policy_version: Mapped[int] = mapped_column(BigInteger)
+    bundle: Mapped[str] = mapped_column(String(64))
+    input_hash: Mapped[str] = mapped_column(String(64))
+    verdict: Mapped[str] = mapped_column(Text)
+    """The verdict (JSON)."""
+    input_encoding: Mapped[str] = mapped_column(String(16))
+    input_body: Mapped[bytes] = mapped_column(LargeBinary)
+    """The input document evaluated, stored as the decision log stores inputs."""
+    computed_ns: Mapped[int] = mapped_column(BigInteger)
+    expires_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    """For a time-dependent policy set: when the verdict stops holding by time alone (else null)."""

@@ -24,7 +24,7 @@ from policy_server.store._models import (
     PromotionRow,
     StageRow,
 )
-from policy_server.store._types import DecisionEntry, LoggedDecision, StoredObject
+from policy_server.store._types import DecisionEntry, LoggedDecision, PrecomputedVerdict, StoredObject
 
 TABLES: dict[Kind, Table] = {
     Kind.STAGE: StageRow.__table__,  # type: ignore[dict-item]
@@ -159,7 +159,7 @@ def decision_row(entry: DecisionEntry) -> dict[str, Any]:
 
 def input_row(entry: DecisionEntry) -> dict[str, Any]:
     """A new decision's input row."""
-    encoding, body = encode_input(entry.input)
+    encoding, body = entry.stored_input or encode_input(entry.input)
     return {"decision_id": entry.id, "encoding": encoding, "body": body}
 
 
@@ -216,3 +216,19 @@ def decode_input(encoding: str | None, body: bytes | None) -> dict[str, Any] | N
         return None
     raw = zlib.decompress(body) if encoding == "zlib" else bytes(body)
     return msgspec.json.decode(raw)
+
+
+def verdict_of(row: tuple[object, ...]) -> PrecomputedVerdict:
+    """A row of ``PRECOMPUTED_COLUMNS`` (in that order) as a ``PrecomputedVerdict``."""
+    ns, promotion, stage, sv, fv, pv, bundle, input_hash, verdict, encoding, body, computed, expires = row
+    return PrecomputedVerdict(
+        ns, promotion, stage, (stage, sv, fv), pv, bundle, input_hash,  # type: ignore[arg-type]
+        verdict.encode() if isinstance(verdict, str) else bytes(verdict),  # type: ignore[union-attr,arg-type]
+        encoding, bytes(body), computed, expires,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+PRECOMPUTED_COLUMNS = (
+    "namespace", "promotion", "stage", "stage_version", "freight_version", "policy_version", "bundle",
+    "input_hash", "verdict", "input_encoding", "input_body", "computed_ns", "expires_ns",
+)  # fmt: skip

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,6 +26,15 @@ class StateStore:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.listeners: list[Callable[[set[tuple[str, str]]], None]] = []
+        """Called after each committed write with the state-version scopes it moved ((namespace, scope))."""
+
+    def _changed(self, scopes: set[tuple[str, str]]) -> None:
+        for listener in self.listeners:
+            try:
+                listener(scopes)
+            except Exception:  # noqa: BLE001 - a listener's trouble is not the write's
+                logging.getLogger("policy_server.state").exception("a state listener failed")
 
     # --- writes ---------------------------------------------------------------------------------
 
@@ -35,7 +45,9 @@ class StateStore:
             await self._lock(conn, keys)
             recorded = await self._load(conn, keys)
             result = apply_items(list(items), recorded)
-            await self._write(conn, recorded)
+            scopes = await self._write(conn, recorded)
+        if scopes:
+            self._changed(scopes)
         return result
 
     async def delete(self, key: ObjectKey, resource_version: str | None = None) -> bool:
@@ -53,14 +65,16 @@ class StateStore:
             ).first()
             if row is None or row.deleted:
                 return False
-            await bump_versions(conn, scopes_of(key, None, row[2] if stage is not None else None))
+            scopes = scopes_of(key, None, row[2] if stage is not None else None)
+            await bump_versions(conn, scopes)
             rv = resource_version or row.resource_version
             await conn.execute(
                 update(table)
                 .where(table.c.namespace == key.namespace, table.c.name == key.name)
                 .values(deleted=True, resource_version=rv, recorded_at=_now())
             )
-            return True
+        self._changed(scopes)
+        return True
 
     async def _lock(self, conn: AsyncConnection, keys: Sequence[ObjectKey]) -> None:
         # One lock per object, so that concurrent requests for the same object take turns.
@@ -88,7 +102,7 @@ class StateStore:
                     )
         return recorded
 
-    async def _write(self, conn: AsyncConnection, recorded: dict[ObjectKey, Recorded]) -> None:
+    async def _write(self, conn: AsyncConnection, recorded: dict[ObjectKey, Recorded]) -> set[tuple[str, str]]:
         now = _now()
         inserts: dict[Kind, list[dict[str, Any]]] = {}
         updates: dict[Kind, list[dict[str, Any]]] = {}
@@ -111,6 +125,7 @@ class StateStore:
                 .values({c: bindparam(f"b_{c}") for c in columns})
             )
             await conn.execute(stmt, [{f"b_{k}": v for k, v in row.items()} for row in rows])
+        return scopes
 
     # --- reads ----------------------------------------------------------------------------------
 

@@ -120,6 +120,8 @@ class DecisionEntry:
     input: dict[str, Any]
     reasons: list[tuple[str, str, str]] = field(default_factory=list)
     """(kind, policy, code) for filtering: kind is deny, warn or dryrun."""
+    stored_input: tuple[str, bytes] | None = None
+    """``input`` already encoded as the log stores it (encoding, body), when the answer came with it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +191,35 @@ class Probe:
     claim: Claim | None
     last: tuple[str, str, int] | None = None
     """The question's last logged decision: (id, fold key, repeat count); an identical answer folds into it."""
+
+
+@dataclass(frozen=True, slots=True)
+class PrecomputedVerdict:
+    """A verdict computed for a queued Promotion when its Stage's state changed (see ``PrecomputedVerdictRow``)."""
+
+    namespace: str
+    promotion: str
+    stage: str
+    versions: tuple[str, int, int]
+    """(Stage, its state version, the namespace's Freight version) the input was read at."""
+    policy_version: int
+    bundle: str
+    input_hash: str
+    verdict: bytes
+    """The verdict, JSON."""
+    input_encoding: str
+    input_body: bytes
+    computed_ns: int
+    expires_ns: int | None
+
+    def holds(self, probe: Probe, bundle: str, now_ns: int) -> bool:
+        """Whether it answers a question that found ``probe`` with the active ``bundle`` at ``now_ns``."""
+        return (
+            probe.versions == self.versions
+            and probe.policies == self.policy_version
+            and bundle == self.bundle
+            and (self.expires_ns is None or now_ns < self.expires_ns)
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import re
+import time
 
 import httpx
 
@@ -87,3 +89,25 @@ def test_a_policy_change_through_one_process_is_answered_by_the_other_at_once(st
         assert "verification_in_progress" not in codes(b)  # no refresh interval to wait for
         a.post("/v1/policies/block-while-verifying/restore").raise_for_status()
         assert "verification_in_progress" in codes(b)
+
+
+def test_a_verdict_computed_by_one_process_answers_the_other(store_env, server_factory, fixtures_dir):
+    env = {**store_env, "POLICY_SERVER_ENGINE_WORKERS": "1"}
+    if "POLICY_SERVER_DATABASE_URL" not in env:
+        assert cli("db", "upgrade", env=env).returncode == 0
+    first, second = server_factory(env), server_factory(env)
+    with (
+        httpx.Client(base_url=first.url, timeout=60, headers=ADMIN) as a,
+        httpx.Client(base_url=second.url, timeout=60, headers=ADMIN) as b,
+    ):
+        a.post("/v1/state", content=(fixtures_dir / "list-kargo-demo.json").read_bytes()).raise_for_status()
+        for _ in range(200):  # the first process computes the verdicts of the Stages that changed
+            if re.search(r"^policy_server_precompute_backlog 0\.0$", a.get("/metrics").text, re.M):
+                break
+            time.sleep(0.05)
+        response = b.post("/v1/decisions", json=QUESTION)
+        response.raise_for_status()
+        assert "verification_in_progress" in {r["code"] for r in response.json()["reasons"]}
+        metric = r'^policy_server_precomputed_verdicts_total\{result="used"\} ([\d.]+)$'
+        used = re.search(metric, b.get("/metrics").text, re.M)
+        assert used is not None and float(used.group(1)) == 1.0  # answered without reading or evaluating

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,17 @@ async def post(client: Any, body: bytes | str | dict | list, headers: dict[str, 
     if isinstance(body, str):
         body = body.encode()
     return await client.post("/v1/state", content=body, headers=headers or JSON)
+
+
+async def settled(client: Any) -> None:
+    """Wait until the verdicts the last recorded change asks for are computed (the precomputation's backlog is
+    empty): what an evaluation counter sees is then the questions' own."""
+    for _ in range(400):
+        text = (await client.get("/metrics")).text
+        if re.search(r"^policy_server_precompute_backlog 0\.0$", text, re.M):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("precomputation did not settle")
 
 
 def watch_lines(fixtures_dir: Path) -> list[str]:

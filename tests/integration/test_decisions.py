@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 
 from tests.conftest import app_client, load
-from tests.integration.conftest import NDJSON, PROD_P5, PROD_P6, PROD_P7, PROD_P8, post, watch_lines
+from tests.integration.conftest import NDJSON, PROD_P5, PROD_P6, PROD_P7, PROD_P8, post, settled, watch_lines
 
 F3 = "0ccf68974cb0f38d1a4bc3717d4ee5c3da7ea5a9"
 
@@ -262,6 +262,7 @@ async def test_unchanged_state_and_policies_are_answered_without_rego_and_still_
     # A cache that outlives the test, so that a slow machine cannot expire it between two questions.
     async with app_client(replace(settings, decision_cache_ms=600_000)) as client:
         await post(client, (fixtures_dir / "list-kargo-demo.json").read_bytes())
+        await settled(client)  # verdicts computed when the state was recorded are not the questions' evaluations
         calls = 0
         first = await decide(client, PROD_P6)
 
@@ -278,10 +279,10 @@ async def test_unchanged_state_and_policies_are_answered_without_rego_and_still_
         try:
             again = await decide(client, PROD_P6)
             assert calls == 0 and again["allow"] is False and again["id"] == first["id"]
-            # A state change is evaluated again.
+            # A state change is evaluated again (by the question, or ahead of it when the change is recorded).
             await post(client, "\n".join(watch_lines(fixtures_dir)[:7]), NDJSON)
             changed = await decide(client, PROD_P6)
-            assert calls == 1 and "verification_failed" in codes(changed)
+            assert calls >= 1 and "verification_failed" in codes(changed)
         finally:
             RegopyEvaluator.evaluate = original  # type: ignore[method-assign]
         assert (await client.get("/v1/decisions", params={"promotion": PROD_P6})).json()["items"][0][

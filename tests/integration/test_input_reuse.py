@@ -102,7 +102,8 @@ async def test_a_change_to_the_stage_its_promotions_runs_or_freight_is_seen_at_o
 
 
 async def test_kept_inputs_and_verdicts_stay_bounded(database_url, fixtures_dir):
-    """Memory stays flat however many questions are asked: inputs up to ``cache_entries``, verdicts one TTL."""
+    """Memory stays flat however many questions are asked: inputs and verdicts up to ``cache_entries``, verdicts
+    of a policy set that reads the time for one TTL only."""
     import asyncio
 
     db = Database(database_url)
@@ -122,6 +123,14 @@ async def test_kept_inputs_and_verdicts_stay_bounded(database_url, fixtures_dir)
         inputs, verdicts = service.kept()
         assert len(inputs) == 5 and verdicts <= 5
         assert inputs[-1] == ("kargo-demo", None, "prod", "f3", "start")  # the newest are kept
+        # The built-ins do not read the time: their verdicts hold while their inputs do, up to cache_entries.
+        await asyncio.sleep(0.3)
+        await service.decide(questions[0])
+        assert 1 < service.kept()[1] <= 5
+        # A policy that reads the time (freeze windows): its set's verdicts hold for one TTL only.
+        await policies.restore("freeze-window", author="test", comment="a policy that reads the time")
+        for question in questions[:4]:
+            await service.decide(question)
         await asyncio.sleep(0.3)
         await service.decide(questions[0])
         assert service.kept()[1] == 1  # the expired verdicts went with the next one

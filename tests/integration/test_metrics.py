@@ -6,7 +6,7 @@ import json
 import logging
 import re
 
-from tests.integration.conftest import NDJSON, PROD_P6, post, watch_lines
+from tests.integration.conftest import NDJSON, PROD_P6, post, settled, watch_lines
 
 
 def metric(text: str, name: str, **labels: str) -> float:
@@ -32,9 +32,11 @@ async def test_metrics_move_with_decisions_ingestion_and_failures(client, fixtur
     before = await scrape(client)
     await post(client, (fixtures_dir / "list-kargo-demo.json").read_bytes())
     await post(client, "\n".join(watch_lines(fixtures_dir)[:7]), NDJSON)
+    await settled(client)  # the verdicts of the changed Stages' queues are computed as the changes are recorded
+    recorded = await scrape(client)
     body = {"promotion": {"namespace": "kargo-demo", "name": PROD_P6}}
+    await client.post("/v1/decisions", json=body)  # answered from the verdict computed when the state changed
     await client.post("/v1/decisions", json=body)
-    await client.post("/v1/decisions", json=body)  # the same state: answered from the verdict cache
     slow = {
         "source": 'package policies.slow\n\nimport rego.v1\n\ndeny contains "x" if regex.match(`^(a+)+$`, input.s)\n'
     }
@@ -42,8 +44,9 @@ async def test_metrics_move_with_decisions_ingestion_and_failures(client, fixtur
     await client.post("/v1/evaluate", json={"input": doc, "draft": slow})
     after = await scrape(client)
 
-    def moved(name: str, **labels: str) -> float:
-        return metric(after, name, **labels) - metric(before, name, **labels)
+    def moved(name: str, since: str = "recorded", **labels: str) -> float:
+        start = recorded if since == "recorded" else before
+        return metric(after, name, **labels) - metric(start, name, **labels)
 
     assert moved("policy_server_decisions_total", outcome="deny") == 2
     assert (
@@ -55,12 +58,14 @@ async def test_metrics_move_with_decisions_ingestion_and_failures(client, fixtur
         )
         == 2
     )
-    assert moved("policy_server_verdict_cache_total", result="hit") == 1
+    assert moved("policy_server_precompute_total", since="start", result="computed") >= 2  # P6 and P7 at least
+    assert moved("policy_server_precomputed_verdicts_total", result="used") == 2
+    assert moved("policy_server_verdict_cache_total", result="hit") == 2
     assert moved("policy_server_decision_duration_seconds_count") == 2
-    assert moved("policy_server_evaluation_duration_seconds_count", engine="regopy") == 1
-    assert moved("policy_server_ingested_objects_total", kind="Promotion", result="applied") == 14
-    assert moved("policy_server_ingested_objects_total", kind="Warehouse", result="skipped") == 1
-    assert moved("policy_server_ingested_objects_total", kind="AnalysisRun", result="applied") == 6
+    assert moved("policy_server_evaluation_duration_seconds_count", engine="regopy") == 0  # nothing evaluated again
+    assert moved("policy_server_ingested_objects_total", since="start", kind="Promotion", result="applied") == 14
+    assert moved("policy_server_ingested_objects_total", since="start", kind="Warehouse", result="skipped") == 1
+    assert moved("policy_server_ingested_objects_total", since="start", kind="AnalysisRun", result="applied") == 6
     assert moved("policy_server_evaluation_failures_total", code="evaluation_timeout") == 1
     assert moved("policy_server_engine_worker_restarts_total") == 1
     assert metric(after, "policy_server_decision_log_backlog") == 0

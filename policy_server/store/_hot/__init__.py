@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from policy_server.store._types import Claim, DecisionEntry, DecisionFacts, Probe
+from policy_server.store._types import Claim, DecisionEntry, DecisionFacts, PrecomputedVerdict, Probe
 from policy_server.store._versions import Versions
 
 if TYPE_CHECKING:
@@ -43,6 +43,10 @@ class HotPath(Protocol):
     async def probe(self, namespace: str, stage: str, promotion: str | None) -> Probe:
         """What a repeated decision checks, from one snapshot: ``versions``, the policy-set version, the claim and
         the last logged decision about ``promotion`` (None: the Stage's last prospective one)."""
+        ...
+
+    async def precomputed(self, namespace: str, promotion: str) -> PrecomputedVerdict | None:
+        """The Promotion's precomputed verdict, valid or not (the caller checks it against a probe)."""
         ...
 
     async def record_decisions(self, entries: list[DecisionEntry]) -> list[tuple[str, int]]:

@@ -8,18 +8,20 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import and_, bindparam, insert, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from policy_server.store._models import PolicySetRow
+from policy_server.store._models import PolicySetRow, PrecomputedVerdictRow
 from policy_server.store._reads import CLAIM_QUERY, claim_of, claim_params, read_claim, read_decision_facts
 from policy_server.store._rows import (
     DECISION_INPUTS,
     DECISION_REASONS,
     DECISIONS,
+    PRECOMPUTED_COLUMNS,
     decision_row,
     fold_subject,
     input_row,
     reason_rows,
+    verdict_of,
 )
-from policy_server.store._types import Claim, DecisionEntry, DecisionFacts, Probe
+from policy_server.store._types import Claim, DecisionEntry, DecisionFacts, PrecomputedVerdict, Probe
 from policy_server.store._versions import VERSIONS_QUERY, Versions, read_versions, versions_of, versions_params
 
 if TYPE_CHECKING:
@@ -71,6 +73,15 @@ class PortableHotPath:
                 )
             ).first()
             return Probe(versions, policies, claim, tuple(last) if last is not None else None)  # type: ignore[arg-type]
+
+    async def precomputed(self, namespace: str, promotion: str) -> PrecomputedVerdict | None:
+        table = PrecomputedVerdictRow.__table__
+        rows = await self.db.fetch(
+            select(*(table.c[c] for c in PRECOMPUTED_COLUMNS)).where(
+                table.c.namespace == namespace, table.c.promotion == promotion
+            )
+        )
+        return verdict_of(tuple(rows[0])) if rows else None
 
     async def record_decisions(self, entries: list[DecisionEntry]) -> list[tuple[str, int]]:
         subjects = sorted({lock_subject(e) for e in entries})

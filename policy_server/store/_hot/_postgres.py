@@ -30,6 +30,7 @@ from policy_server.store._db import connection_trouble
 from policy_server.store._hot._portable import PortableHotPath, lock_subject
 from policy_server.store._reads import stage_state
 from policy_server.store._rows import (
+    PRECOMPUTED_COLUMNS,
     PROMOTION_COLUMNS,
     RUN_COLUMNS,
     STAGE_COLUMNS,
@@ -37,8 +38,9 @@ from policy_server.store._rows import (
     decision_row,
     encode_input,
     reason_rows,
+    verdict_of,
 )
-from policy_server.store._types import Claim, DecisionEntry, DecisionFacts, Probe
+from policy_server.store._types import Claim, DecisionEntry, DecisionFacts, PrecomputedVerdict, Probe
 from policy_server.store._versions import FREIGHT_SCOPE, Versions, stage_scope, versions_of
 
 if TYPE_CHECKING:
@@ -104,6 +106,9 @@ _PROBE = (
 )
 _PROBE_PROMOTION = _PROBE + " WHERE namespace = $1 AND promotion = $5 ORDER BY id DESC LIMIT 1)"
 _PROBE_STAGE = _PROBE + " WHERE namespace = $1 AND stage = $5 AND prospective ORDER BY id DESC LIMIT 1)"
+_PRECOMPUTED = (
+    f"SELECT {', '.join(PRECOMPUTED_COLUMNS)} FROM precomputed_verdicts WHERE namespace = $1 AND promotion = $2"
+)
 _PROMOTION_TIMES = ("created_at", "started_at", "finished_at")
 _RUN_TIMES = ("created_at", "started_at", "completed_at")
 
@@ -182,6 +187,11 @@ class PostgresHotPath(PortableHotPath):
                 claim = Claim(row["promotion"], row["decision_id"], row["claimed_at"], row["expires_at"], row["phase"])
         return Probe(versions_of(stage, found), policies, claim, last)
 
+    async def precomputed(self, namespace: str, promotion: str) -> PrecomputedVerdict | None:
+        async with self._driver() as driver:
+            row = await driver.fetchrow(_PRECOMPUTED, namespace, promotion)
+        return verdict_of(tuple(row)) if row is not None else None
+
     async def current_claim(self, namespace: str, stage: str) -> Claim | None:
         async with self._driver() as driver:
             row = await driver.fetchrow(_CLAIM, namespace, stage)
@@ -252,7 +262,7 @@ async def _keep(_connection: asyncpg.Connection) -> None:
 def _entry(entry: DecisionEntry) -> dict[str, Any]:
     """A decision as the logging function reads it (the same row shapes as every other path)."""
     row = decision_row(entry)
-    encoding, body = encode_input(entry.input)
+    encoding, body = entry.stored_input or encode_input(entry.input)
     return {
         **row,
         "evaluated_at": entry.evaluated_at.isoformat(),

@@ -32,6 +32,7 @@ from policy_server.errors import Unavailable
 from policy_server.kargo import PromotionFacts, RunFacts
 from policy_server.store._reads import freight_names, stage_state
 from policy_server.store._rows import (
+    PRECOMPUTED_COLUMNS,
     PROMOTION_COLUMNS,
     RUN_COLUMNS,
     STAGE_COLUMNS,
@@ -39,8 +40,9 @@ from policy_server.store._rows import (
     decision_row,
     encode_input,
     reason_rows,
+    verdict_of,
 )
-from policy_server.store._types import Claim, DecisionEntry, DecisionFacts, Probe, StageState
+from policy_server.store._types import Claim, DecisionEntry, DecisionFacts, PrecomputedVerdict, Probe, StageState
 from policy_server.store._versions import FREIGHT_SCOPE, Versions, stage_scope, versions_of
 
 if TYPE_CHECKING:
@@ -256,6 +258,10 @@ class SqliteHotPath:
                 claim = Claim(holder, decision_id, from_db_time(claimed_at), from_db_time(expires_at), phase)  # type: ignore[arg-type]
         return Probe(versions_of(stage, found), policies, claim, last)
 
+    async def precomputed(self, namespace: str, promotion: str) -> PrecomputedVerdict | None:
+        rows = self.direct.fetch(_SQL_PRECOMPUTED, (namespace, promotion))
+        return verdict_of(rows[0]) if rows else None
+
     async def current_claim(self, namespace: str, stage: str) -> Claim | None:
         rows = self.direct.fetch(_SQL_CLAIM, (namespace, stage))
         if not rows:
@@ -326,6 +332,9 @@ _SQL_CLAIM = (
     "SELECT c.promotion, c.decision_id, c.claimed_at, c.expires_at, p.phase FROM stage_claims AS c"
     " LEFT OUTER JOIN promotions AS p ON p.namespace = c.namespace AND p.name = c.promotion AND p.deleted = 0"
     " WHERE c.namespace = ? AND c.stage = ?"
+)
+_SQL_PRECOMPUTED = (
+    f"SELECT {', '.join(PRECOMPUTED_COLUMNS)} FROM precomputed_verdicts WHERE namespace = ? AND promotion = ?"
 )
 # One statement, one snapshot: the versions, the policy-set version and the claim of a repeated decision.
 _SQL_PROBE = (
@@ -426,7 +435,7 @@ def record_all(conn: sqlite3.Connection, entries: list[DecisionEntry]) -> list[t
             continue
         row = decision_row(entry)
         conn.execute(_insert("decisions", tuple(row)), tuple(map(_value, row.values())))
-        conn.execute(_SQL_INPUT, (entry.id, *encode_input(entry.input)))
+        conn.execute(_SQL_INPUT, (entry.id, *(entry.stored_input or encode_input(entry.input))))
         reasons = reason_rows(entry)
         if reasons:
             conn.executemany(_insert("decision_reasons", tuple(reasons[0])), [tuple(r.values()) for r in reasons])
