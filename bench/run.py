@@ -418,6 +418,25 @@ def opa_direct(opa: str, document: dict, seconds: int, folder: Path) -> Result:
 # --- fresh decisions after a change -------------------------------------------------------------------------
 
 
+def post_stream(base: str, events: list[str]) -> None:
+    """Watch events posted to ``POST /v1/state`` as NDJSON, 500 a request, from 4 clients at once."""
+    chunks = [events[i : i + 500] for i in range(0, len(events), 500)]
+
+    async def post_all() -> None:
+        async with httpx.AsyncClient(base_url=base, headers=AUTH, timeout=120) as client:
+
+            async def worker() -> None:
+                while chunks:
+                    response = await client.post(
+                        "/v1/state", content="\n".join(chunks.pop(0)), headers={"content-type": "application/x-ndjson"}
+                    )
+                    response.raise_for_status()
+
+            await asyncio.gather(*(worker() for _ in range(4)))
+
+    asyncio.run(post_all())
+
+
 def _metric_total(base: str, name: str, labels: str = "") -> float:
     """The sum of a metric's samples (over server processes) whose labels contain ``labels``."""
     text = httpx.get(f"{base}/metrics", timeout=30).text
@@ -448,24 +467,8 @@ def fresh_after_change(stages: int, workers: int, seconds: int, peer: float | No
     bodies.write_text("\n".join(json.dumps({"promotion": {"namespace": n, "name": p}}) for n, p in heads) + "\n")
     lines: list[str] = []
     with server(f"sqlite+aiosqlite:///{folder / 'store.db'}", workers) as base:
-        chunks = [events[i : i + 500] for i in range(0, len(events), 500)]
-
-        async def post_all() -> None:
-            async with httpx.AsyncClient(base_url=base, headers=AUTH, timeout=120) as client:
-                queue = list(chunks)
-
-                async def worker() -> None:
-                    while queue:
-                        chunk = queue.pop(0)
-                        response = await client.post(
-                            "/v1/state", content="\n".join(chunk), headers={"content-type": "application/x-ndjson"}
-                        )
-                        response.raise_for_status()
-
-                await asyncio.gather(*(worker() for _ in range(4)))
-
         started = time.perf_counter()
-        asyncio.run(post_all())
+        post_stream(base, events)
         recorded = time.perf_counter() - started
         while _metric_total(base, "policy_server_precompute_backlog") > 0:
             time.sleep(0.05)
@@ -515,24 +518,8 @@ def ingestion(database_url: str, workers: int, count: int) -> list[str]:
     out = []
     with server(database_url, workers) as base:
         lines = watch_stream(count, 0)
-        chunks = [lines[i : i + 500] for i in range(0, len(lines), 500)]
-
-        async def post_all() -> None:
-            async with httpx.AsyncClient(base_url=base, headers=AUTH, timeout=120) as client:
-                queue = list(chunks)
-
-                async def worker() -> None:
-                    while queue:
-                        chunk = queue.pop(0)
-                        response = await client.post(
-                            "/v1/state", content="\n".join(chunk), headers={"content-type": "application/x-ndjson"}
-                        )
-                        response.raise_for_status()
-
-                await asyncio.gather(*(worker() for _ in range(4)))
-
         started = time.perf_counter()
-        asyncio.run(post_all())
+        post_stream(base, lines)
         elapsed = time.perf_counter() - started
         rate = count / elapsed
         out.append(f"ingestion: POST /v1/state, NDJSON watch stream, 500 events/request, 4 clients: {rate:,.0f}/s")

@@ -18,10 +18,20 @@ P6 = "prod.01kztrdxmgg3c76w16pjvk9zds.759376c"
 QUESTION = {"promotion": {"namespace": "kargo-demo", "name": P6}}
 
 
-def test_a_change_through_one_process_is_answered_by_the_other_at_once(store_env, server_factory, fixtures_dir):
+def _shared_store(store_env: dict[str, str]) -> dict[str, str]:
+    """Settings of servers sharing one migrated store."""
     env = {**store_env, "POLICY_SERVER_ENGINE_WORKERS": "1"}
     if "POLICY_SERVER_DATABASE_URL" not in env:
         assert cli("db", "upgrade", env=env).returncode == 0
+    return env
+
+
+def _client(url: str) -> httpx.Client:
+    return httpx.Client(base_url=url, timeout=60, headers=ADMIN)
+
+
+def test_a_change_through_one_process_is_answered_by_the_other_at_once(store_env, server_factory, fixtures_dir):
+    env = _shared_store(store_env)
     servers = [server_factory(env), server_factory(env)]
     demo = json.loads((fixtures_dir / "list-kargo-demo.json").read_text())
     p6 = next(i for i in demo["items"] if i["metadata"]["name"] == P6)
@@ -68,14 +78,9 @@ def test_a_change_through_one_process_is_answered_by_the_other_at_once(store_env
 
 
 def test_a_policy_change_through_one_process_is_answered_by_the_other_at_once(store_env, server_factory, fixtures_dir):
-    env = {**store_env, "POLICY_SERVER_ENGINE_WORKERS": "1"}
-    if "POLICY_SERVER_DATABASE_URL" not in env:
-        assert cli("db", "upgrade", env=env).returncode == 0
+    env = _shared_store(store_env)
     first, second = server_factory(env), server_factory(env)
-    with (
-        httpx.Client(base_url=first.url, timeout=60, headers=ADMIN) as a,
-        httpx.Client(base_url=second.url, timeout=60, headers=ADMIN) as b,
-    ):
+    with _client(first.url) as a, _client(second.url) as b:
         a.post("/v1/state", content=(fixtures_dir / "list-kargo-demo.json").read_bytes()).raise_for_status()
 
         def codes(client: httpx.Client) -> set[str]:
@@ -92,14 +97,9 @@ def test_a_policy_change_through_one_process_is_answered_by_the_other_at_once(st
 
 
 def test_a_verdict_computed_by_one_process_answers_the_other(store_env, server_factory, fixtures_dir):
-    env = {**store_env, "POLICY_SERVER_ENGINE_WORKERS": "1"}
-    if "POLICY_SERVER_DATABASE_URL" not in env:
-        assert cli("db", "upgrade", env=env).returncode == 0
+    env = _shared_store(store_env)
     first, second = server_factory(env), server_factory(env)
-    with (
-        httpx.Client(base_url=first.url, timeout=60, headers=ADMIN) as a,
-        httpx.Client(base_url=second.url, timeout=60, headers=ADMIN) as b,
-    ):
+    with _client(first.url) as a, _client(second.url) as b:
         a.post("/v1/state", content=(fixtures_dir / "list-kargo-demo.json").read_bytes()).raise_for_status()
         for _ in range(200):  # the first process computes the verdicts of the Stages that changed
             if re.search(r"^policy_server_precompute_backlog 0\.0$", a.get("/metrics").text, re.M):
