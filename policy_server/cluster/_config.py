@@ -23,4 +23,8 @@ async def api_client(kubeconfig: str | None = None, context: str | None = None) 
             config.load_incluster_config(client_configuration=configuration)
     except (config.ConfigException, OSError, ValueError) as exc:
         raise Unavailable(f"no Kubernetes API to connect to ({path}): {exc}") from exc
+    # Every watch holds a connection for as long as it runs: four per watched namespace. The client's default pool
+    # of 100 connections was exhausted by the 25th Kargo project, after which no watch, patch or Lease renewal got
+    # a connection and the watcher and the enforcer silently stopped. No limit (aiohttp's 0).
+    configuration.connection_pool_maxsize = 0
     return client.ApiClient(configuration)
