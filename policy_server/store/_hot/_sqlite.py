@@ -22,9 +22,9 @@ import fcntl
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 import msgspec
 
@@ -64,6 +64,9 @@ def from_db_time(value: str | None) -> datetime | None:
     if value is None:
         return None
     return datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+
+_T = TypeVar("_T")
 
 
 class DirectSqlite:
@@ -270,47 +273,34 @@ class SqliteHotPath:
         return Claim(promotion, decision_id, from_db_time(claimed_at), from_db_time(expires_at), phase)  # type: ignore[arg-type]
 
     async def record_decisions(self, entries: list[DecisionEntry]) -> list[tuple[str, int]]:
-        # The gate queues the batch with this process's other writers. Its statements run here, on the event
-        # loop's thread, when the write lock is free at once (a few µs each; on a thread, every statement
-        # waited for the GIL back from the busy loop, ~0.3 ms each); only the commit's fsync goes to a thread.
-        # When another process holds the lock, the whole batch waits for it on a thread instead.
-        async with self.db.write_gate:
-            conn = await self.direct.begin_batch()
-            if conn is None:
-                return await asyncio.to_thread(self._record_many, entries)
-            try:
-                with _translated():
-                    results = record_all(conn, entries)
-            except BaseException:
-                self.direct.rollback_batch()
-                raise
-            await asyncio.to_thread(self.direct.commit_batch)
-            return results
+        return await self._write_batch(lambda conn: record_all(conn, entries))
 
     async def add_repeats(self, repeats: list[tuple[str, int, datetime]]) -> None:
-        if not repeats:
-            return
-        rows = [(to_db_time(at), n, row_id) for row_id, n, at in repeats]
+        if repeats:
+            rows = [(to_db_time(at), n, row_id) for row_id, n, at in repeats]
+            await self._write_batch(lambda conn: conn.executemany(_SQL_FOLD, rows))
+
+    async def _write_batch(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run ``work`` in one write transaction of the decision log. The gate queues it with this process's other
+        writers. Its statements run here, on the event loop's thread, when the write lock is free at once (a few µs
+        each; on a thread, every statement waited for the GIL back from the busy loop, ~0.3 ms each); only the
+        commit's fsync goes to a thread. When another writer holds the lock, the whole of it waits on a thread."""
         async with self.db.write_gate:
             conn = await self.direct.begin_batch()
             if conn is None:
-                await asyncio.to_thread(self._add_repeats, rows)
-                return
+                return await asyncio.to_thread(self._write_waiting, work)
             try:
                 with _translated():
-                    conn.executemany(_SQL_FOLD, rows)
+                    result = work(conn)
             except BaseException:
                 self.direct.rollback_batch()
                 raise
             await asyncio.to_thread(self.direct.commit_batch)
+            return result
 
-    def _add_repeats(self, rows: list[tuple[str, int, str]]) -> None:
+    def _write_waiting(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
         with self.direct.write() as conn:
-            conn.executemany(_SQL_FOLD, rows)
-
-    def _record_many(self, entries: list[DecisionEntry]) -> list[tuple[str, int]]:
-        with self.direct.write() as conn:
-            return record_all(conn, entries)
+            return work(conn)
 
     async def close(self) -> None:
         self.direct.close()
