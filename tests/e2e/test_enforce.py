@@ -5,6 +5,7 @@ of two enforcing replicas exactly one acts."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from datetime import UTC, datetime
 
@@ -28,12 +29,12 @@ def _stream_status(kind: str, position: int) -> dict:
     return event["object"]["status"]
 
 
-def _enforcing(server_factory, kube, tmp_path, namespace: str, mode: str, data: str = "data"):
+def _enforcing(server_factory, kube, tmp_path, namespace: str, mode: str, data: str = "data", watch: str | None = None):
     env = {
         "POLICY_SERVER_DATA_DIR": str(tmp_path / data),
         "POLICY_SERVER_ENGINE_WORKERS": "1",
         "POLICY_SERVER_WATCH": "true",
-        "POLICY_SERVER_WATCH_NAMESPACES": namespace,
+        "POLICY_SERVER_WATCH_NAMESPACES": namespace if watch is None else watch,
         "POLICY_SERVER_KUBECONFIG": str(kube.kubeconfig),
         "POLICY_SERVER_ENFORCE": mode,
         "POLICY_SERVER_LEASE_NAMESPACE": namespace,
@@ -133,6 +134,29 @@ def test_dry_run_records_what_it_would_do_and_patches_nothing(server_factory, ku
     _until(lambda: would() == {PROD_P6: "dry_run", PROD_P7: "dry_run"}, "dry-run outcomes for P6 and P7")
     assert _annotated(kube, namespace) == {PROD_P6: False, PROD_P7: False, LATE: False}
     assert _events(kube, namespace, PROD_P6) == []
+
+
+def test_the_enforcer_acts_in_the_last_of_many_projects_it_follows(server_factory, kube, tmp_path):
+    """Every Kargo project is followed with four watches, each holding a connection to the API server: with 30
+    projects (120 watches, more than a client's usual pool of 100) a failure in the last one is still enforced,
+    and a Promotion created there is still recorded."""
+    *others, namespace = kube.projects(30)
+    for obj in demo_objects():
+        kube.create(obj, namespace)
+    server = _enforcing(server_factory, kube, tmp_path, namespace, "on", watch="")  # "": every project namespace
+    with httpx.Client(base_url=server.url, headers=ADMIN, timeout=30) as http:
+        watch = next(c for c in http.get("/ready").json()["checks"] if c["name"] == "watch")
+        pairs, namespaces = map(int, re.findall(r"\d+", watch["detail"]))
+        assert namespaces >= len(others) + 1 and pairs == 4 * namespaces, watch["detail"]
+
+    _fail_verification(kube, namespace)
+    _until(lambda: _annotated(kube, namespace) == {PROD_P6: True, PROD_P7: True, LATE: False}, "P6 and P7 aborted")
+    with httpx.Client(base_url=server.url, headers=ADMIN, timeout=30) as http:
+        _until(lambda: http.get(f"/v1/state/promotions/{namespace}/{LATE}").status_code == 200, "the late one")
+        # and the first project is followed as well: a Stage created there is recorded
+        stage = next(o for o in demo_objects(("Stage",)) if o["metadata"]["name"] == "test")
+        kube.create(stage, others[0])
+        _until(lambda: http.get(f"/v1/state/stages/{others[0]}/test").status_code == 200, "a Stage in the first")
 
 
 def test_of_two_enforcing_replicas_one_acts_and_each_promotion_is_patched_once(server_factory, kube, tmp_path):
