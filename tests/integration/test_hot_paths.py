@@ -6,6 +6,7 @@ statement through asyncpg), each compared with the portable path on the same sto
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -14,6 +15,7 @@ from sqlalchemy import select, text
 from policy_server.errors import Unavailable
 from policy_server.kargo import Kind, parse_body
 from policy_server.store import Database, DecisionStore, StateStore, upgrade
+from policy_server.store._hot._sqlite import DirectSqlite
 from policy_server.store._models import DecisionInputRow, DecisionReasonRow, DecisionRow
 from policy_server.store._rows import TABLES
 from tests.integration.conftest import watch_lines
@@ -162,3 +164,27 @@ async def test_a_failed_sqlite_batch_keeps_nothing_and_is_reported_unavailable(t
     async with db.read() as conn:
         assert (await conn.execute(select(DecisionRow.id))).all() == []
     await db.dispose()
+
+
+async def test_a_failed_sqlite_commit_leaves_the_next_batch_able_to_begin(tmp_path):
+    """A COMMIT can fail and keep its transaction open (here a deferred foreign key, as a disk error would): the
+    batch writer must not stay inside it, or every later batch of decisions would be refused."""
+    direct = DirectSqlite(str(tmp_path / "store.db"))
+    conn = await direct.begin_batch()
+    assert conn is not None
+    direct.rollback_batch()
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+    conn.execute("CREATE TABLE child (parent INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)")
+
+    assert await direct.begin_batch() is conn
+    conn.execute("INSERT INTO child VALUES (1)")
+    with pytest.raises(sqlite3.IntegrityError):
+        direct.commit_batch()
+
+    assert await direct.begin_batch() is conn
+    conn.execute("INSERT INTO parent VALUES (2)")
+    direct.commit_batch()
+    assert conn.execute("SELECT id FROM parent").fetchall() == [(2,)]
+    assert conn.execute("SELECT parent FROM child").fetchall() == []
+    direct.close()

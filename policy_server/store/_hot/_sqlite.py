@@ -168,10 +168,16 @@ class DirectSqlite:
 
     def commit_batch(self) -> None:
         """Commit the batch writer's transaction and let the next batch (of any process) begin."""
+        assert self._batch is not None
         try:
             with _translated():
-                assert self._batch is not None
                 self._batch.execute("COMMIT")
+        except BaseException:
+            # A failed COMMIT (a disk I/O error) can leave the transaction open; the next batch must begin anew.
+            if self._batch.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    self._batch.execute("ROLLBACK")
+            raise
         finally:
             self._end_batch()
 
