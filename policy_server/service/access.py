@@ -86,17 +86,27 @@ class AccessService:
         secret = authorization[7:].strip()
         key = token_id(secret)
         cached = self._cache.get(key)
-        if cached is not None and time.monotonic() - cached[0] < self.cache_s:
-            return cached[1]
+        if cached is not None:
+            age = time.monotonic() - cached[0]
+            if age < self.cache_s:
+                if age >= self.cache_s / 2:
+                    # Read the row again ahead of expiry, answering from the cache meanwhile: under load the
+                    # requests in flight never all wait for one lookup (a revoked token still ends within cache_s).
+                    self._start_lookup(key, secret).add_done_callback(_retrieved)
+                return cached[1]
         # One lookup per token at a time: when the cached principal expires under load, every request in flight
         # would otherwise read the same row at once (that stall was the decisions' p99).
+        return await asyncio.shield(self._start_lookup(key, secret))
+
+    def _start_lookup(self, key: str, secret: str) -> asyncio.Future[Principal]:
         lookup = self._lookups.get(key)
         if lookup is None:
             lookup = self._lookups[key] = asyncio.ensure_future(self._lookup(key, secret))
             lookup.add_done_callback(lambda _: self._lookups.pop(key, None))
-        return await asyncio.shield(lookup)
+        return lookup
 
     async def _lookup(self, key: str, secret: str) -> Principal:
+        started = time.monotonic()
         token = await self.store.token(key)
         # Compare the full hashes in constant time, whatever was found.
         expected = token.secret_hash if token is not None else "0" * 64
@@ -106,7 +116,7 @@ class AccessService:
             raise Unauthorized("the token is unknown or revoked")
         scope = frozenset(token.namespaces) if token.namespaces is not None else None
         principal = Principal(token.name, token.role, scope)
-        self._cache[key] = (time.monotonic(), principal)
+        self._cache[key] = (started, principal)  # valid for cache_s from before the row was read
         return principal
 
     async def create_token(
@@ -143,3 +153,9 @@ class AccessService:
 
 
 __all__ = ["ANONYMOUS_ADMIN", "GRANTS", "ROLES", "AccessService", "Forbidden", "Principal", "Unauthorized"]
+
+
+def _retrieved(lookup: asyncio.Future[Principal]) -> None:
+    """A lookup nobody awaits: its failure is seen by the next request (revoked: no cached principal)."""
+    if not lookup.cancelled():
+        lookup.exception()

@@ -200,3 +200,46 @@ async def test_missing_or_unknown_tokens_are_401_with_a_challenge(settings, head
         assert response.json()["code"] == "unauthorized"
         assert (await anonymous.get("/health")).status_code == 200
         assert (await anonymous.get("/docs/")).status_code == 200
+
+
+async def test_a_token_revoked_on_another_replica_stops_working_while_it_is_in_constant_use(database_url):
+    """Cached principals are read again ahead of expiry (no request waits for that read under load), yet a token
+    revoked through another replica is refused within the cache's lifetime, however busy it is."""
+    import asyncio
+    import time
+
+    from policy_server.errors import Unauthorized
+    from policy_server.service.access import AccessService
+    from policy_server.store import AccessStore, Database, upgrade
+
+    db = Database(database_url)
+    await upgrade(db)
+    try:
+
+        class SlowStore(AccessStore):  # a database answering slowly under load
+            async def token(self, token_id):
+                await asyncio.sleep(0.05)
+                return await super().token(token_id)
+
+        busy, other = AccessService(SlowStore(db), cache_s=0.5), AccessService(AccessStore(db), cache_s=0.5)
+        _, secret = await other.create_token("ci", "controller", None, "test")
+        header = f"Bearer {secret}"
+        waited = []
+        for _ in range(60):  # 1.2 s of constant use: past two lifetimes, and never a request waiting for a read
+            started = time.monotonic()
+            assert (await busy.authenticate(header)).name == "ci"
+            waited.append(time.monotonic() - started)
+            await asyncio.sleep(0.02)
+        assert waited[0] >= 0.05 and max(waited[1:]) < 0.04, waited  # only the first request waited for the row
+
+        await other.revoke("ci", "test")
+        revoked = time.monotonic()
+        while True:
+            try:
+                await busy.authenticate(header)
+            except Unauthorized:
+                break
+            assert time.monotonic() - revoked < 0.5 + 0.2, "a revoked token still works past the cache's lifetime"
+            await asyncio.sleep(0.01)
+    finally:
+        await db.dispose()
