@@ -148,9 +148,7 @@ class DecisionService:
             or question.stage
             or stage_of_name(question.promotion)
         )
-        if active.version != self._cache_version:
-            self._cache.clear()  # verdicts of an earlier policy set are never asked for again
-            self._cache_version = active.version
+        self._verdicts_of(active.version)
         key = f"{active.bundle.key}:{active.version}:{input_hash}"
         if kept is None:
             kept = self._cached(key)
@@ -298,6 +296,7 @@ class DecisionService:
         kept.expires = (
             None if pre.expires_ns is None else time.monotonic() + max(0, pre.expires_ns - time_ns(now)) / 1e9
         )
+        self._verdicts_of(active.version)  # (before keeping it: a change of set would clear it after)
         self._remember(f"{active.bundle.key}:{active.version}:{pre.input_hash}", kept)
         return _Prepared(
             None,
@@ -375,22 +374,26 @@ class DecisionService:
         reuse = self.settings.cache_ttl_s > 0 and self.settings.cache_entries > 0
         hit = self._inputs.get(key) if reuse else None
         probe = None
-        if hit is not None and hit.facts.versions is not None:
-            probe = await self.state.probe(question.namespace, hit.facts.versions[0], question.promotion)
-            if probe.versions == hit.facts.versions:
+        if hit is not None:
+            probe = await self.state.probe(question.namespace, hit.versions[0], question.promotion)
+            if probe.versions == hit.versions:
                 self._inputs.move_to_end(key)
                 metrics.child(metrics.INPUT_CACHE, "hit").inc()
-                if question.prospective:
+                if question.prospective and hit.facts is not None:
                     # The prospective Promotion is created "now": rebuild the document around it.
                     document = self.document_for(hit.facts, question, now)
                     return _Prepared.of(hit.facts, document, _input_hash(document), probe)
                 document = {**hit.document, "now": format_time(now), "now_ns": time_ns(now)}
-                return _Prepared.of(hit.facts, document, hit.input_hash, probe)
+                return _Prepared(hit.facts, document, hit.input_hash, probe, hit.known, hit.has_stage, probe.policies)
         if reuse:
             metrics.child(metrics.INPUT_CACHE, "miss").inc()
             if precomputed:
                 ready = await self._precomputed(question, now, probe)
                 if ready is not None:
+                    if keep and ready.probe is not None:
+                        # Asked again, it is answered like any kept input: the probe, and the verdict kept above.
+                        versions = ready.probe.versions
+                        self._keep(key, _ReusableInput(None, versions, True, True, ready.document, ready.input_hash))
                     return ready
         facts = await self.state.decision_facts(
             question.namespace, promotion=question.promotion, stage=question.stage, freight=question.freight
@@ -398,14 +401,18 @@ class DecisionService:
         document = self.document_for(facts, question, now)
         input_hash = _input_hash(document)
         if reuse and keep and facts.versions is not None:
-            self._inputs[key] = _ReusableInput(facts, document, input_hash)
-            self._inputs.move_to_end(key)
-            while len(self._inputs) > self.settings.cache_entries:
-                self._inputs.popitem(last=False)
+            known, has_stage = facts.promotion is not None, facts.stage is not None
+            self._keep(key, _ReusableInput(facts, facts.versions, known, has_stage, document, input_hash))
         # A probe that found other versions is stale for this answer (the claim is read again).
         return _Prepared.of(
             facts, document, input_hash, probe if probe is not None and probe.versions == facts.versions else None
         )
+
+    def _keep(self, key: tuple[str, str | None, str | None, str | None, str], reusable: _ReusableInput) -> None:
+        self._inputs[key] = reusable
+        self._inputs.move_to_end(key)
+        while len(self._inputs) > self.settings.cache_entries:
+            self._inputs.popitem(last=False)
 
     async def input_for(self, question: Question, now: datetime) -> dict[str, Any]:
         """The input document a decision about ``question`` evaluates at ``now`` (from kept facts while the
@@ -453,6 +460,12 @@ class DecisionService:
         if hit is None or (hit.expires is not None and time.monotonic() > hit.expires):
             return None
         return hit
+
+    def _verdicts_of(self, version: int) -> None:
+        """The kept verdicts are of policy-set ``version``: those of an earlier set are never asked for again."""
+        if version != self._cache_version:
+            self._cache.clear()
+            self._cache_version = version
 
     def _remember(self, key: str, kept: _KeptVerdict) -> None:
         """Keep a verdict for its input (the key names the policy set and the input): until it expires when the
@@ -600,9 +613,14 @@ class _Prepared:
 
 @dataclass(frozen=True, slots=True)
 class _ReusableInput:
-    """Facts read for one question, with the document built from them (shared: never mutated)."""
+    """Facts read for one question, with the document built from them (shared: never mutated), reused while the
+    state versions they were read at hold."""
 
-    facts: DecisionFacts
+    facts: DecisionFacts | None
+    """None when kept from a precomputed verdict (a question about a recorded Promotion: never rebuilt)."""
+    versions: tuple[str, int, int]
+    known: bool
+    has_stage: bool
     document: dict[str, Any]
     input_hash: str
 

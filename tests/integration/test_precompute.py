@@ -49,6 +49,28 @@ async def test_the_first_question_after_a_change_is_answered_from_the_verdict_co
     assert await _metric(client, "policy_server_precomputed_verdicts", "used") == used + 1
 
 
+async def test_a_question_asked_again_is_answered_from_what_the_precomputed_answer_kept(client, fixtures_dir):
+    """After a precomputed verdict answered, asking again reads only the probe (the input and verdict are kept),
+    and a change is still seen at once."""
+    assert (await post(client, (fixtures_dir / "list-kargo-demo.json").read_bytes())).status_code == 200
+    await settled(client)
+    used = await _metric(client, "policy_server_precomputed_verdicts", "used")
+    reused = await _metric(client, "policy_server_input_reuse", "hit")
+    misses = await _metric(client, "policy_server_verdict_cache", "miss")
+    for _ in range(3):
+        assert "verification_in_progress" in await _codes(client, PROD_P6)
+    assert await _metric(client, "policy_server_precomputed_verdicts", "used") == used + 1
+    assert await _metric(client, "policy_server_input_reuse", "hit") == reused + 2
+    assert await _metric(client, "policy_server_verdict_cache", "miss") == misses  # nothing evaluated
+
+    demo = json.loads((fixtures_dir / "list-kargo-demo.json").read_text())
+    run = copy.deepcopy(next(i for i in demo["items"] if i["metadata"]["name"] == AR_E))
+    run["metadata"]["resourceVersion"] = "990001"
+    run["status"]["phase"] = "Successful"
+    assert (await post(client, run)).status_code == 200
+    assert "verification_in_progress" not in await _codes(client, PROD_P6)
+
+
 async def test_a_policy_change_makes_precomputed_verdicts_stale(client, fixtures_dir):
     assert (await post(client, (fixtures_dir / "list-kargo-demo.json").read_bytes())).status_code == 200
     await settled(client)
