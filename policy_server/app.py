@@ -133,7 +133,13 @@ class Services:
         )
         self.precomputer: Precomputer | None = None
         if settings.precompute and settings.decision_cache_ms > 0:
-            self.precomputer = Precomputer(self.decision_service, self.state_store, self.verdict_store)
+            self.precomputer = Precomputer(
+                self.decision_service,
+                self.state_store,
+                self.verdict_store,
+                depth=max(0, settings.precompute_depth),
+                ready=(lambda: self.watcher is not None and self.watcher.ready) if settings.watch else None,
+            )
             self.state_store.listeners.append(self.precomputer.changed)
 
     async def start(self) -> None:

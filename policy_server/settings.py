@@ -126,8 +126,13 @@ class Settings:
     policies that do not hold until the state or the policies change. 0 disables every reuse
     (``POLICY_SERVER_DECISION_CACHE_MS``)."""
     precompute: bool = True
-    """Compute the verdict on every queued Promotion of a Stage when its recorded state changes (coalesced),
-    so that the next question about it is answered without evaluating (``POLICY_SERVER_PRECOMPUTE``)."""
+    """Compute the verdicts on the first queued Promotions of a Stage when its recorded state changes
+    (coalesced), so that the next question about them is answered without evaluating
+    (``POLICY_SERVER_PRECOMPUTE``)."""
+    precompute_depth: int = 2
+    """How many of a changed Stage's queued Promotions, in queue order, get a verdict computed ahead: the one
+    running or next to start and the one after it are what Kargo, the gate and the enforcer ask about; the rest
+    change place with every change ahead of them (``POLICY_SERVER_PRECOMPUTE_DEPTH``)."""
     decision_cache_entries: int = 2000
     """Questions whose assembled inputs are kept for reuse while the state they were read from holds
     (a few kB each; ``POLICY_SERVER_DECISION_CACHE_ENTRIES``)."""

@@ -310,16 +310,17 @@ class DecisionService:
             (pre.input_encoding, pre.input_body),
         )
 
-    async def precompute_stage(self, namespace: str, stage: str) -> list[PrecomputedVerdict]:
-        """The verdicts on every queued Promotion of a Stage now, from one read of its state, to answer the next
-        question about each without evaluating (an evaluation that failed is not kept)."""
+    async def precompute_stage(self, namespace: str, stage: str, depth: int | None = None) -> list[PrecomputedVerdict]:
+        """The verdicts on the first ``depth`` (all: None) queued Promotions of a Stage now, from one read of its
+        state, to answer the next question about each without evaluating (an evaluation that failed is not
+        kept)."""
         now = self.clock()
         # Not kept for reuse: a burst of changes would push out the inputs of the questions being asked.
         facts = await self.state.decision_facts(namespace, stage=stage)
         if facts.stage is None:
             return []
         out = []
-        for queued in facts.stage.queue:
+        for queued in facts.stage.queue[:depth]:
             question = Question(namespace, promotion=queued.name, log=False)
             # The facts a question about this Promotion reads: the same snapshot, with it as P.
             verdict = await self._precompute(question, replace(facts, promotion=queued), now)

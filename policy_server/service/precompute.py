@@ -1,7 +1,12 @@
-"""Verdicts computed ahead of questions: when a Stage's recorded state changes, the verdict on each of its queued
-Promotions is computed (once per Stage for changes that arrive together) and kept in the store, where the next
-question about that Promotion, in any server process, finds it and answers without evaluating, as long as the
-state versions, the policy set and (when a policy reads the time) its expiry still hold.
+"""Verdicts computed ahead of questions: when a Stage's recorded state changes, the verdicts on the first of its
+queued Promotions are computed (once per Stage for changes that arrive together) and kept in the store, where the
+next question about such a Promotion, in any server process, finds it and answers without evaluating, as long as
+the state versions, the policy set and (when a policy reads the time) its expiry still hold.
+
+The work is bounded by the Stages, not by the changes: a burst marks each Stage once, and only the head of each
+queue is computed (``depth``), so a Stage with a long queue costs the same as one with a short queue. While the
+watcher records its initial list nothing is computed (every verdict would be stale within the next page); the
+Stages it marked are computed once it is done.
 
 It is what a controller polling the gate, the enforcer and an admission webhook all ask right after a change;
 the evaluation moves from the question's path to the change's, where it is coalesced.
@@ -12,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 from policy_server import metrics
 from policy_server.service.decisions import DecisionService
@@ -19,19 +25,30 @@ from policy_server.store import FREIGHT_SCOPE, PrecomputedVerdict, StateStore, V
 
 _log = logging.getLogger("policy_server.precompute")
 _BATCH = 100
-"""Verdicts saved per transaction."""
+"""Stages computed together, their verdicts saved in one transaction."""
+_HOLD_S = 0.1
 
 
 class Precomputer:
     """Listens to recorded changes (``StateStore.listeners``) and keeps queued Promotions' verdicts current."""
 
     def __init__(
-        self, decisions: DecisionService, state: StateStore, verdicts: VerdictStore, *, gather_s: float = 0.02
+        self,
+        decisions: DecisionService,
+        state: StateStore,
+        verdicts: VerdictStore,
+        *,
+        depth: int = 2,
+        gather_s: float = 0.02,
+        ready: Callable[[], bool] | None = None,
     ) -> None:
         self.decisions = decisions
         self.state = state
         self.verdicts = verdicts
+        self.depth = depth
         self.gather_s = gather_s
+        self.ready = ready
+        """While it says False (the watcher's initial list), marked Stages wait."""
         self._pending: set[tuple[str, str | None]] = set()
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -63,6 +80,8 @@ class Precomputer:
             await self._wake.wait()
             self._wake.clear()
             await asyncio.sleep(self.gather_s)  # the changes of one burst arrive together: take them as one
+            while self.ready is not None and not self.ready():
+                await asyncio.sleep(_HOLD_S)
             pending, self._pending = self._pending, set()
             self._working = len(pending)
             try:
@@ -78,7 +97,7 @@ class Precomputer:
 
     async def _stage(self, namespace: str, stage: str) -> list[PrecomputedVerdict]:
         async with self._slots:
-            verdicts = await self.decisions.precompute_stage(namespace, stage)
+            verdicts = await self.decisions.precompute_stage(namespace, stage, self.depth)
             metrics.child(metrics.PRECOMPUTING, "computed").inc(len(verdicts))
             return verdicts
 

@@ -71,6 +71,30 @@ async def test_a_question_asked_again_is_answered_from_what_the_precomputed_answ
     assert "verification_in_progress" not in await _codes(client, PROD_P6)
 
 
+async def test_only_the_head_of_a_long_queue_is_computed_ahead(client, fixtures_dir):
+    """The one running or next to start and the one after it (``precompute_depth`` 2): a Promotion further back
+    is evaluated when asked, so a Stage with a long queue costs as little as one with a short queue."""
+    demo = json.loads((fixtures_dir / "list-kargo-demo.json").read_text())
+    p7 = next(i for i in demo["items"] if i["metadata"]["name"] == PROD_P7)
+    later = [copy.deepcopy(p7) for _ in range(3)]
+    for n, promotion in enumerate(later):
+        promotion["metadata"]["name"] = f"prod.01kztrg{n}00000000000000000.10a9340"  # queued after P7
+        promotion["metadata"]["uid"] = f"later-{n}"
+        promotion["metadata"]["creationTimestamp"] = f"2099-01-01T00:00:0{n}Z"
+    demo["items"] += later
+    assert (await post(client, demo)).status_code == 200
+    await settled(client)
+    used = await _metric(client, "policy_server_precomputed_verdicts", "used")
+    misses = await _metric(client, "policy_server_verdict_cache", "miss")
+    for promotion in (PROD_P6, PROD_P7):
+        assert "verification_in_progress" in await _codes(client, promotion)
+    assert await _metric(client, "policy_server_precomputed_verdicts", "used") == used + 2
+    assert await _metric(client, "policy_server_verdict_cache", "miss") == misses
+    assert "verification_in_progress" in await _codes(client, later[-1]["metadata"]["name"])
+    assert await _metric(client, "policy_server_precomputed_verdicts", "used") == used + 2
+    assert await _metric(client, "policy_server_verdict_cache", "miss") == misses + 1  # evaluated when asked
+
+
 async def test_a_policy_change_makes_precomputed_verdicts_stale(client, fixtures_dir):
     assert (await post(client, (fixtures_dir / "list-kargo-demo.json").read_bytes())).status_code == 200
     await settled(client)
