@@ -91,7 +91,7 @@ TAGS = [
 
 
 if TYPE_CHECKING:
-    from policy_server.cluster import Enforcer, Watcher
+    from policy_server.cluster import Enforcer, Watcher, WatchTurn
 
 
 class Services:
@@ -118,6 +118,12 @@ class Services:
         self.access_service = AccessService(AccessStore(self.database), enabled=settings.auth == "enabled")
         self.watcher: Watcher | None = None
         self.enforcer: Enforcer | None = None
+        self.turn: WatchTurn | None = None
+        if settings.watch:
+            from policy_server.cluster import shared_turn
+
+            self.turn = shared_turn()
+        """With several workers: the lock that lets one of them watch (None: this process watches alone)."""
         self.verdict_store = VerdictStore(self.database)
         self.decision_service = DecisionService(
             self.state_store,
@@ -138,7 +144,7 @@ class Services:
                 self.state_store,
                 self.verdict_store,
                 depth=max(0, settings.precompute_depth),
-                ready=(lambda: self.watcher is not None and self.watcher.ready) if settings.watch else None,
+                ready=(lambda: self.watch_state()[0]) if settings.watch else None,
             )
             self.state_store.listeners.append(self.precomputer.changed)
 
@@ -156,9 +162,37 @@ class Services:
             # Serve anyway: /ready says what is wrong, and built-ins load once the schema is upgraded.
             _log.error("database schema is not at %s: run `policy-server db upgrade`", head_revision())
 
+    def watch_state(self) -> tuple[bool, str]:
+        """Whether the watch has recorded its initial list, and what ``/ready`` says of it: this process's
+        watcher, or what the worker of this server holding the watch published."""
+        if self.watcher is not None:
+            return self.watcher.ready, self.watcher.describe()
+        if self.turn is not None and not self.turn.held:
+            return self.turn.read()
+        return False, "connecting to the Kubernetes API"
+
     async def watch_forever(self) -> None:
         """With ``watch`` on: record Kargo state straight from the Kubernetes API into this server's store, and
-        (``enforce`` not off) take on the abort actions of the Stages that change, while holding the Lease."""
+        (``enforce`` not off) take on the abort actions of the Stages that change, while holding the Lease. Of the
+        workers of one server, one does (``turn``); the others take over if it dies."""
+        if self.turn is not None:
+            await self.turn.take()
+            _log.info("this worker (pid %d) watches for the server", os.getpid())
+            publishing = asyncio.create_task(self._publish_watch(self.turn))
+            try:
+                await self._watch()
+            finally:
+                publishing.cancel()
+                self.turn.release()
+        else:
+            await self._watch()
+
+    async def _publish_watch(self, turn: WatchTurn) -> None:
+        while True:
+            turn.publish(*self.watch_state())
+            await asyncio.sleep(1.0)
+
+    async def _watch(self) -> None:
         from policy_server.cluster import Enforcer, LeaseElector, StoreSink, Watcher, api_client, identity
 
         settings = self.settings

@@ -62,6 +62,13 @@ def run(
 
         # Several processes: /metrics adds up every worker's counters from this directory.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="policy-server-metrics-")
+    if workers > 1 and settings.watch:
+        import tempfile
+
+        from policy_server.cluster import WatchTurn
+
+        # One of the workers watches (and enforces), the others take over if it dies: a lock file they share.
+        os.environ[WatchTurn.ENVIRONMENT] = os.path.join(tempfile.mkdtemp(prefix="policy-server-watch-"), "lock")
     # Workers re-read the environment: pass the flags on through it.
     os.environ["POLICY_SERVER_HOST"] = settings.host
     os.environ["POLICY_SERVER_PORT"] = str(settings.port)

@@ -148,10 +148,13 @@ class Watcher:
         if namespace in self.informers:
             return
         log.info("watching namespace %s", namespace)
-        self.informers[namespace] = [
-            asyncio.create_task(self._inform(resource, namespace), name=f"watch-{resource.plural}-{namespace}")
-            for resource in WATCHED
-        ]
+        tasks = []
+        for resource in WATCHED:
+            # Known before the task runs: until each has listed, the watcher is not ready.
+            status = self.status[(resource.kind.value, namespace)] = InformerStatus(resource.kind.value, namespace)
+            name = f"watch-{resource.plural}-{namespace}"
+            tasks.append(asyncio.create_task(self._inform(resource, namespace, status), name=name))
+        self.informers[namespace] = tasks
 
     def _unfollow(self, namespace: str) -> None:
         for task in self.informers.pop(namespace, []):
@@ -203,10 +206,8 @@ class Watcher:
                 log.warning("namespace watch lost: %s", exc)
                 await backoff.wait()
 
-    async def _inform(self, resource: Resource, namespace: str) -> None:
+    async def _inform(self, resource: Resource, namespace: str, status: InformerStatus) -> None:
         """List, reconcile, then watch one kind in one namespace, forever."""
-        status = InformerStatus(resource.kind.value, namespace)
-        self.status[(resource.kind.value, namespace)] = status
         api = client.CustomObjectsApi(self.api)
         backoff = Backoff()
         version: str | None = None

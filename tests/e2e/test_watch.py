@@ -3,6 +3,9 @@ policy-server records, through creation, deletion while nobody watched, and an A
 
 from __future__ import annotations
 
+import os
+import re
+import signal
 import time
 
 import httpx
@@ -126,8 +129,6 @@ def test_an_api_server_restart_mid_stream_loses_no_update(server_factory, kube, 
 
 def test_a_kubectl_watch_piped_into_ingest_is_recorded_while_it_runs(server_factory, kube, tmp_path):
     """The recipe for clusters policy-server cannot reach: one `kubectl get -w` per kind, piped into `ingest`."""
-    import os
-    import signal
     import subprocess
 
     from tests.conftest import ADMIN_TOKEN
@@ -155,7 +156,6 @@ def test_a_kubectl_watch_piped_into_ingest_is_recorded_while_it_runs(server_fact
 
 def test_policy_server_watch_records_into_a_running_server_over_its_api(server_factory, kube, tmp_path):
     """`policy-server watch --url` (where the API server is reachable but the policy-server is elsewhere)."""
-    import os
     import subprocess
 
     from tests.conftest import ADMIN_TOKEN
@@ -190,3 +190,40 @@ def test_policy_server_watch_records_into_a_running_server_over_its_api(server_f
         watcher.terminate()
         watcher.wait(10)
         log.close()
+
+
+def test_of_a_server_s_workers_one_watches_and_each_answers_ready_alike(server_factory, kube, tmp_path):
+    """`run --workers 2 --watch`: one worker lists and watches (not one list per worker: twice the API server's
+    load and the store's writes), and /ready says the same from either worker."""
+    namespace = kube.project()
+    for obj in demo_objects():
+        kube.create(obj, namespace)
+    env = {
+        "POLICY_SERVER_DATA_DIR": str(tmp_path / "data"),
+        "POLICY_SERVER_ENGINE_WORKERS": "1",
+        "POLICY_SERVER_WATCH": "true",
+        "POLICY_SERVER_KUBECONFIG": str(kube.kubeconfig),
+        "POLICY_SERVER_WATCH_NAMESPACES": namespace,
+    }
+    server = server_factory(env, "--workers", "2")
+    _until(lambda: _recorded(server, namespace) == _served(kube, namespace), "the namespace recorded")
+    time.sleep(1.5)  # the watching worker publishes what it says every second
+    details = set()
+    for _ in range(30):  # a new connection each time: the kernel hands them to either worker
+        ready = httpx.get(f"{server.url}/ready", timeout=5)
+        assert ready.status_code == 200, ready.text
+        details.add(next(c for c in ready.json()["checks"] if c["name"] == "watch")["detail"])
+    assert len(details) == 2 and any("(worker pid" in d for d in details), details  # the watcher's, and relayed
+    metrics = httpx.get(f"{server.url}/metrics", headers=ADMIN, timeout=10).text
+    lists = re.findall(r'^policy_server_watch_lists_total\{kind="(\w+)",reason="list"\} ([\d.]+)$', metrics, re.M)
+    assert sorted(lists) == sorted((kind, "1.0") for kind in PLURALS), lists
+
+    kube.patch_status("AnalysisRun", AR_E, namespace, {"phase": "Failed", "message": "error rate too high"})
+    _until(lambda: _recorded(server, namespace) == _served(kube, namespace), "the change recorded")
+
+    # The watching worker dies: another worker takes the watch over, and later changes are still recorded.
+    watching = int(re.search(r"\(worker pid (\d+)\)", next(d for d in details if "(worker pid" in d)).group(1))
+    os.kill(watching, signal.SIGKILL)
+    kube.patch_status("Promotion", PROD_P6, namespace, {"phase": "Running"})
+    _until(lambda: _recorded(server, namespace) == _served(kube, namespace), "a change after the watcher died", 30)
+    _until(lambda: httpx.get(f"{server.url}/ready", timeout=5).status_code == 200, "ready again")

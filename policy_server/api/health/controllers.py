@@ -65,10 +65,8 @@ class HealthController(Controller):
         its initial list of every watched kind and namespace (503 otherwise)."""
         checks = [await _database_check(database), *await _engine_checks(engine)]
         if services.settings.watch:
-            watcher = services.watcher
-            ready = watcher is not None and watcher.ready
-            detail = watcher.describe() if watcher is not None else "connecting to the Kubernetes API"
-            checks.append(Check(name="watch", ok=ready, detail=detail))
+            watching, detail = services.watch_state()
+            checks.append(Check(name="watch", ok=watching, detail=detail))
         ready = all(c.ok for c in checks)
         return Response(
             Readiness(ready=ready, checks=checks),
