@@ -240,23 +240,37 @@ class Watcher:
     async def _list(self, api: client.CustomObjectsApi, resource: Resource, namespace: str) -> str:
         """List (in pages), record every object, forget what vanished; the list's resourceVersion."""
         seen: set[str] = set()
-        token: str | None = None
         version = ""
-        while True:
-            page = await api.list_namespaced_custom_object(
-                resource.group, resource.version, namespace, resource.plural, limit=_LIST_CHUNK, _continue=token
+
+        def fetch(token: str | None) -> asyncio.Future[dict[str, Any]]:
+            return asyncio.ensure_future(
+                api.list_namespaced_custom_object(
+                    resource.group, resource.version, namespace, resource.plural, limit=_LIST_CHUNK, _continue=token
+                )
             )
-            items = page.get("items") or []
-            for item in items:
-                item.setdefault("apiVersion", resource.api_version)
-                item.setdefault("kind", resource.kind.value)
-                seen.add(item["metadata"]["name"])
-            version = page["metadata"]["resourceVersion"]
-            if items:
-                await self._record_now(items)
-            token = page["metadata"].get("continue")
-            if not token:
-                break
+
+        following = fetch(None)
+        try:
+            while True:
+                page = await following
+                token = page["metadata"].get("continue")
+                if token:
+                    following = fetch(token)  # the API server serves the next page while this one is recorded
+                items = page.get("items") or []
+                for item in items:
+                    item.setdefault("apiVersion", resource.api_version)
+                    item.setdefault("kind", resource.kind.value)
+                    seen.add(item["metadata"]["name"])
+                version = page["metadata"]["resourceVersion"]
+                if items:
+                    await self._record_now(items)
+                if not token:
+                    break
+        finally:
+            if not following.done():
+                following.cancel()
+            elif not following.cancelled():
+                following.exception()  # (a failed page not awaited: its error is the one being raised, or moot)
         recorded = await self.sink.recorded(resource.kind, namespace)
         for name in sorted(set(recorded) - seen):
             # Deleted while nobody watched: a tombstone at the list's resourceVersion (newer than the object's).
