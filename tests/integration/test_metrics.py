@@ -36,7 +36,7 @@ async def test_metrics_move_with_decisions_ingestion_and_failures(client, fixtur
     recorded = await scrape(client)
     body = {"promotion": {"namespace": "kargo-demo", "name": PROD_P6}}
     await client.post("/v1/decisions", json=body)  # answered from the verdict computed when the state changed
-    await client.post("/v1/decisions", json=body)
+    await client.post("/v1/decisions", json=body)  # its input and verdict kept from the first
     slow = {
         "source": 'package policies.slow\n\nimport rego.v1\n\ndeny contains "x" if regex.match(`^(a+)+$`, input.s)\n'
     }
@@ -59,7 +59,8 @@ async def test_metrics_move_with_decisions_ingestion_and_failures(client, fixtur
         == 2
     )
     assert moved("policy_server_precompute_total", since="start", result="computed") >= 2  # P6 and P7 at least
-    assert moved("policy_server_precomputed_verdicts_total", result="used") == 2
+    assert moved("policy_server_precomputed_verdicts_total", result="used") == 1  # then kept: the second reuses it
+    assert moved("policy_server_input_reuse_total", result="hit") == 1
     assert moved("policy_server_verdict_cache_total", result="hit") == 2
     assert moved("policy_server_decision_duration_seconds_count") == 2
     assert moved("policy_server_evaluation_duration_seconds_count", engine="regopy") == 0  # nothing evaluated again
