@@ -24,6 +24,15 @@ async def _codes(client: Any, promotion: str) -> set[str]:
     return {r["code"] for r in response.json()["reasons"]}
 
 
+async def _the_run_passes(client: Any, fixtures_dir: Any) -> None:
+    """Argo Rollouts records P6's verification run as Successful."""
+    demo = json.loads((fixtures_dir / "list-kargo-demo.json").read_text())
+    run = copy.deepcopy(next(i for i in demo["items"] if i["metadata"]["name"] == AR_E))
+    run["metadata"]["resourceVersion"] = "990001"
+    run["status"]["phase"] = "Successful"
+    assert (await post(client, run)).status_code == 200
+
+
 async def test_the_first_question_after_a_change_is_answered_from_the_verdict_computed_then(client, fixtures_dir):
     assert (await post(client, (fixtures_dir / "list-kargo-demo.json").read_bytes())).status_code == 200
     await settled(client)
@@ -37,11 +46,7 @@ async def test_the_first_question_after_a_change_is_answered_from_the_verdict_co
 
     # The run passes: the next question must not get the verdict computed before that change, however soon
     # it comes; once the new verdict is computed, it answers.
-    demo = json.loads((fixtures_dir / "list-kargo-demo.json").read_text())
-    run = copy.deepcopy(next(i for i in demo["items"] if i["metadata"]["name"] == AR_E))
-    run["metadata"]["resourceVersion"] = "990001"
-    run["status"]["phase"] = "Successful"
-    assert (await post(client, run)).status_code == 200
+    await _the_run_passes(client, fixtures_dir)
     assert "verification_in_progress" not in await _codes(client, PROD_P6)
     await settled(client)
     used = await _metric(client, "policy_server_precomputed_verdicts", "used")
@@ -63,11 +68,7 @@ async def test_a_question_asked_again_is_answered_from_what_the_precomputed_answ
     assert await _metric(client, "policy_server_input_reuse", "hit") == reused + 2
     assert await _metric(client, "policy_server_verdict_cache", "miss") == misses  # nothing evaluated
 
-    demo = json.loads((fixtures_dir / "list-kargo-demo.json").read_text())
-    run = copy.deepcopy(next(i for i in demo["items"] if i["metadata"]["name"] == AR_E))
-    run["metadata"]["resourceVersion"] = "990001"
-    run["status"]["phase"] = "Successful"
-    assert (await post(client, run)).status_code == 200
+    await _the_run_passes(client, fixtures_dir)
     assert "verification_in_progress" not in await _codes(client, PROD_P6)
 
 
