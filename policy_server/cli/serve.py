@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import tempfile
 
 import click
 
@@ -58,13 +59,9 @@ def run(
         raise click.UsageError("POLICY_SERVER_TLS_CERT_FILE and POLICY_SERVER_TLS_KEY_FILE go together")
     asyncio.run(open_database(settings, lambda database: _prepare(database, settings)))
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        import tempfile
-
         # Several processes: /metrics adds up every worker's counters from this directory.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="policy-server-metrics-")
     if workers > 1 and settings.watch:
-        import tempfile
-
         from policy_server.cluster import WatchTurn
 
         # One of the workers watches (and enforces), the others take over if it dies: a lock file they share.
