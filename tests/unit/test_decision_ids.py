@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta
 
 from ulid import ULID
@@ -28,3 +29,15 @@ def test_a_naive_time_reads_as_the_store_reads_it():
     aware = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     naive = aware.astimezone().replace(tzinfo=None)  # local wall time, as the store interprets naive values
     assert new_decision_id(naive)[:10] == new_decision_id(aware)[:10]
+
+
+def test_a_forked_process_makes_other_ids_than_its_parent():
+    moment = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
+    new_decision_id(moment)  # the generator has state before the fork
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.write(write, new_decision_id(moment).encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert os.read(read, 26).decode() != new_decision_id(moment)
