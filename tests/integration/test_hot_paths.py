@@ -7,6 +7,8 @@ statement through asyncpg), each compared with the portable path on the same sto
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -188,3 +190,39 @@ async def test_a_failed_sqlite_commit_leaves_the_next_batch_able_to_begin(tmp_pa
     assert conn.execute("SELECT id FROM parent").fetchall() == [(2,)]
     assert conn.execute("SELECT parent FROM child").fetchall() == []
     direct.close()
+
+
+async def test_a_sqlite_probe_asked_again_sees_every_commit_of_another_process(tmp_path, fixtures_dir):
+    """A repeated question's probe is answered again without its statement while nothing was committed to the file;
+    a commit by another process (a state change, a claim, a policy-set change) is seen by the very next probe."""
+    path = tmp_path / "store.db"
+    db = _fast(f"sqlite+aiosqlite:///{path}")
+    await upgrade(db)
+    p6 = "prod.01kztrdxmgg3c76w16pjvk9zds.759376c"
+    try:
+        for line in watch_lines(fixtures_dir):
+            await StateStore(db).apply(parse_body(line.encode(), "application/x-ndjson"))
+        state = StateStore(db)
+        first = await state.probe("kargo-demo", "prod", p6)
+        statements: list[str] = []
+        db.hot.direct._read_connection().set_trace_callback(statements.append)  # type: ignore[attr-defined]
+        assert await state.probe("kargo-demo", "prod", p6) == first
+        assert statements == ["PRAGMA data_version"]  # the probe's statement was not run again
+
+        def other_process(sql: str) -> None:
+            code = f"import sqlite3; c = sqlite3.connect({str(path)!r}); c.execute({sql!r}); c.commit()"
+            subprocess.run([sys.executable, "-c", code], check=True)
+
+        other_process("UPDATE state_versions SET version = version + 1 WHERE scope = 'stage/prod'")
+        after_change = await state.probe("kargo-demo", "prod", p6)
+        assert after_change.versions == (first.versions[0], first.versions[1] + 1, first.versions[2])
+        other_process("UPDATE policy_set SET version = version + 1 WHERE id = 1")
+        assert (await state.probe("kargo-demo", "prod", p6)).policies == first.policies + 1
+        claimed = "INSERT INTO stage_claims (namespace, stage, promotion, decision_id, claimed_at, expires_at)"
+        times = "'2026-01-01 00:00:00', '2099-01-01 00:00:00'"
+        other_process(f"{claimed} VALUES ('kargo-demo', 'prod', 'x', 'd', {times})")
+        claim = (await state.probe("kargo-demo", "prod", p6)).claim
+        assert claim is not None and claim.promotion == "x"
+        assert (await state.probe("kargo-demo", "uat", None)).versions[0] == "uat"  # another question: its own
+    finally:
+        await db.dispose()

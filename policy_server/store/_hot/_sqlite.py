@@ -50,6 +50,8 @@ if TYPE_CHECKING:
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 """How long a writer waits for SQLite's lock (every connection to the file uses it)."""
+_PROBES_KEPT = 10_000
+"""Probes kept between two commits to the file (distinct questions; then they are read again)."""
 
 
 def to_db_time(value: datetime | None) -> str | None:
@@ -76,6 +78,8 @@ class DirectSqlite:
         self.path = path
         self._reader: sqlite3.Connection | None = None
         self._reader_pid = 0
+        self._readers = 0
+        """Reader connections opened so far (a new one's ``data_version`` counts from its own start)."""
         self._writer: sqlite3.Connection | None = None
         self._writer_pid = 0
         self._writer_lock = threading.Lock()
@@ -95,7 +99,16 @@ class DirectSqlite:
             self._reader = self._connect()
             self._reader.execute("PRAGMA query_only=ON")
             self._reader_pid = os.getpid()
+            self._readers += 1
         return self._reader
+
+    def data_version(self) -> tuple[int, int]:
+        """A mark that changes whenever any other connection, of this process or another, has committed to the
+        file since it was last taken (SQLite's ``data_version``, of the reader connection, which never writes):
+        while it stays the same, every read of the reader answers as it did."""
+        conn = self._read_connection()
+        with _translated():
+            return self._readers, conn.execute("PRAGMA data_version").fetchone()[0]
 
     def fetch(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         """The rows of one statement (a single statement reads one snapshot without a transaction)."""
@@ -225,6 +238,9 @@ class SqliteHotPath:
     def __init__(self, db: Database, path: str) -> None:
         self.db = db
         self.direct = DirectSqlite(path)
+        self._probes: dict[tuple[str, str, str | None], Probe] = {}
+        """Probes read since the file last changed (any commit, by any connection, clears them)."""
+        self._probes_at: tuple[int, int] | None = None
 
     async def decision_facts(
         self, namespace: str, promotion: str | None, stage: str | None, freight: str | None, recent: int
@@ -251,6 +267,23 @@ class SqliteHotPath:
             return _versions(conn, namespace, stage)
 
     async def probe(self, namespace: str, stage: str, promotion: str | None) -> Probe:
+        # Asked again before anything was committed to the file, a probe answers as it did: one pragma (which
+        # reads SQLite's shared WAL index, where every process's commits show) instead of the statement.
+        mark = self.direct.data_version()
+        if mark != self._probes_at:
+            self._probes.clear()
+            self._probes_at = mark
+        key = (namespace, stage, promotion)
+        kept = self._probes.get(key)
+        if kept is not None:
+            return kept
+        probe = self._read_probe(namespace, stage, promotion)
+        if len(self._probes) >= _PROBES_KEPT:
+            self._probes.clear()
+        self._probes[key] = probe
+        return probe
+
+    def _read_probe(self, namespace: str, stage: str, promotion: str | None) -> Probe:
         found: dict[str, int] = {}
         policies, claim, last = 0, None, None
         sql, subject = (_SQL_PROBE_PROMOTION, promotion) if promotion is not None else (_SQL_PROBE_STAGE, stage)
