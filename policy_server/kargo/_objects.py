@@ -216,18 +216,21 @@ def abort_patch() -> dict[str, Any]:
     return {"metadata": {"annotations": {ANNOTATION_ABORT: '{"action":"terminate"}'}}}
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def format_time(value: datetime | None) -> str | None:
     """RFC 3339 with an explicit ``+00:00`` offset, the form every Rego engine parses."""
     if value is None:
         return None
-    return value.astimezone(UTC).isoformat()
+    return (value if value.tzinfo is UTC else value.astimezone(UTC)).isoformat()
 
 
 def time_ns(value: datetime | None) -> int | None:
     """Nanoseconds since the epoch."""
     if value is None:
         return None
-    delta = value - datetime(1970, 1, 1, tzinfo=UTC)
+    delta = value - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
 
 
