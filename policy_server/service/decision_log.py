@@ -8,6 +8,7 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
+from datetime import datetime
 
 from policy_server.store import DecisionEntry, DecisionStore
 
@@ -42,27 +43,33 @@ class DecisionLogWriter:
         """Decisions waiting for their batch."""
         return len(self._pending)
 
-    async def record(self, entry: DecisionEntry, last: tuple[str, str, int] | None = None) -> tuple[str, int]:
-        """Log ``entry`` with whatever else is waiting; the id of its row and that row's repeat count.
+    def fold(self, last: tuple[str, str, int] | None, fold_key: str, at: datetime) -> tuple[str, int] | None:
+        """When an answer given at ``at`` is the same (``fold_key``) as its question's last logged row (``last``: id,
+        fold key, repeat count, as read when the question arrived), count it on that row, without waiting for a
+        commit: the row's id and its repeat count now. None: it is a new answer, to ``record``."""
+        if last is None or last[1] != fold_key or self.fold_interval_s <= 0:
+            return None
+        row_id = last[0]
+        fold = self._folds.get(row_id)
+        if fold is None:
+            fold = self._folds[row_id] = [0, at]
+        fold[0] = int(fold[0]) + 1  # type: ignore[call-overload]
+        fold[1] = max(fold[1], at)  # type: ignore[type-var]
+        if self._fold_task is None or self._fold_task.done():
+            self._fold_task = asyncio.create_task(self._write_folds_later())
+        # The row's count as read with this process's folds not written yet, and never less than one more than
+        # this process last answered (a fold being written when the count was read is in neither); another
+        # process's folds show once written.
+        count = max(last[2] + int(fold[0]), self._answered.get(row_id, 0) + 1)  # type: ignore[call-overload]
+        self._answered[row_id] = count
+        self._answered.move_to_end(row_id)
+        if len(self._answered) > 10_000:
+            self._answered.popitem(last=False)
+        return row_id, count
 
-        ``last`` is the question's last logged row as read when the question arrived (id, fold key, repeat
-        count): when ``entry`` is the same answer, it folds into that row without waiting for a commit."""
-        if last is not None and last[1] == entry.fold_key and self.fold_interval_s > 0:
-            row_id = last[0]
-            fold = self._folds.setdefault(row_id, [0, entry.evaluated_at])
-            fold[0] = int(fold[0]) + 1  # type: ignore[call-overload]
-            fold[1] = max(fold[1], entry.evaluated_at)  # type: ignore[type-var]
-            if self._fold_task is None or self._fold_task.done():
-                self._fold_task = asyncio.create_task(self._write_folds_later())
-            # The row's count as read with this process's folds not written yet, and never less than one more than
-            # this process last answered (a fold being written when the count was read is in neither); another
-            # process's folds show once written.
-            count = max(last[2] + int(fold[0]), self._answered.get(row_id, 0) + 1)  # type: ignore[call-overload]
-            self._answered[row_id] = count
-            self._answered.move_to_end(row_id)
-            if len(self._answered) > 10_000:
-                self._answered.popitem(last=False)
-            return row_id, count
+    async def record(self, entry: DecisionEntry) -> tuple[str, int]:
+        """Log ``entry`` with whatever else is waiting: the id of its row and that row's repeat count, once its
+        batch is committed."""
         future: asyncio.Future[tuple[str, int]] = asyncio.get_running_loop().create_future()
         self._pending.append((entry, future))
         if self._task is None or self._task.done():

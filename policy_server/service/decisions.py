@@ -158,7 +158,7 @@ class DecisionService:
             kept = await self._shared_evaluation(key, document, question, active.time_dependent)
         added = self._service_checks(question, known, has_stage, kept.verdict)
 
-        decision_id = new_decision_id(now)  # the id sorts by evaluation time (see ulid_floor)
+        decision_id: str | None = None  # made when it is needed: a repeated answer folds into its logged row
         claimed = False
         if stage is not None and has_stage:
             if probe is not None and probe.versions[0] == stage:
@@ -170,6 +170,7 @@ class DecisionService:
                 added.append(_claimed_reason(claim.promotion, stage))
             elif question.claim and kept.verdict.allow and not added and question.promotion is not None:
                 expires = now + timedelta(seconds=self.settings.claim_ttl_s)
+                decision_id = new_decision_id(now)
                 holding = await self.decisions.claim(
                     question.namespace, stage, question.promotion, decision_id, now, expires
                 )
@@ -190,32 +191,39 @@ class DecisionService:
             fold_key = kept.fold_key(question.claim, claimed, active.version, input_hash)
 
         duration_ms = (time.perf_counter() - started) * 1000
-        entry = DecisionEntry(
-            id=decision_id,
-            namespace=question.namespace,
-            stage=stage,
-            promotion=question.promotion,
-            prospective=question.prospective,
-            freight=question.freight or (document.get("promotion") or {}).get("freight"),
-            allow=verdict.allow,
-            claimed=claimed,
-            evaluated_at=now,
-            fold_key=fold_key,
-            input_hash=input_hash,
-            duration_ms=round(duration_ms, 3),
-            caller=question.caller,
-            result=result,
-            input=document,
-            reasons=reasons,
-            stored_input=stored_input,
-        )
-        logged_id, repeats = decision_id, 1
-        if question.log:
-            metrics.DECISION_LOG_BACKLOG.inc()
-            try:
-                logged_id, repeats = await self.log.record(entry, probe.last if probe is not None else None)
-            finally:
-                metrics.DECISION_LOG_BACKLOG.dec()
+        folded = None
+        if question.log and probe is not None:
+            folded = self.log.fold(probe.last, fold_key, now)
+        if folded is not None:
+            logged_id, repeats = folded
+        else:
+            # The id sorts by evaluation time (see ulid_floor).
+            logged_id, repeats = decision_id or new_decision_id(now), 1
+            if question.log:
+                entry = DecisionEntry(
+                    id=logged_id,
+                    namespace=question.namespace,
+                    stage=stage,
+                    promotion=question.promotion,
+                    prospective=question.prospective,
+                    freight=question.freight or (document.get("promotion") or {}).get("freight"),
+                    allow=verdict.allow,
+                    claimed=claimed,
+                    evaluated_at=now,
+                    fold_key=fold_key,
+                    input_hash=input_hash,
+                    duration_ms=round(duration_ms, 3),
+                    caller=question.caller,
+                    result=result,
+                    input=document,
+                    reasons=reasons,
+                    stored_input=stored_input,
+                )
+                metrics.DECISION_LOG_BACKLOG.inc()
+                try:
+                    logged_id, repeats = await self.log.record(entry)
+                finally:
+                    metrics.DECISION_LOG_BACKLOG.dec()
         metrics.child(metrics.DECISIONS, "allow" if verdict.allow else "deny").inc()
         for kind, policy, code in reasons:
             metrics.child(metrics.DECISION_REASONS, kind, policy, code).inc()
