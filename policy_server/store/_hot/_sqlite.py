@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import mmap
 import os
 import sqlite3
 import threading
@@ -50,6 +51,8 @@ if TYPE_CHECKING:
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 """How long a writer waits for SQLite's lock (every connection to the file uses it)."""
+_WAL_INDEX_HEADER = 96
+"""The two copies of the WAL-index header at the start of ``<file>-shm`` (https://sqlite.org/walformat.html)."""
 _PROBES_KEPT = 10_000
 """Probes kept between two commits to the file (distinct questions; then they are read again)."""
 
@@ -80,6 +83,8 @@ class DirectSqlite:
         self._reader_pid = 0
         self._readers = 0
         """Reader connections opened so far (a new one's ``data_version`` counts from its own start)."""
+        self._wal_index: mmap.mmap | None = None
+        """The file's WAL index (``<file>-shm``), mapped while the reader holds it open."""
         self._writer: sqlite3.Connection | None = None
         self._writer_pid = 0
         self._writer_lock = threading.Lock()
@@ -96,17 +101,47 @@ class DirectSqlite:
 
     def _read_connection(self) -> sqlite3.Connection:
         if self._reader is None or self._reader_pid != os.getpid():
+            self._unmap()
             self._reader = self._connect()
             self._reader.execute("PRAGMA query_only=ON")
             self._reader_pid = os.getpid()
             self._readers += 1
+            self._wal_index = self._map_wal_index(self._reader)
         return self._reader
 
-    def data_version(self) -> tuple[int, int]:
-        """A mark that changes whenever any other connection, of this process or another, has committed to the
-        file since it was last taken (SQLite's ``data_version``, of the reader connection, which never writes):
-        while it stays the same, every read of the reader answers as it did."""
+    def _map_wal_index(self, conn: sqlite3.Connection) -> mmap.mmap | None:
+        """The WAL index this reader opened, mapped read-only; None when the file is not in WAL mode.
+
+        While any connection has the index open, SQLite never shrinks it (only the first to open it does), so the
+        mapping stays valid until the reader closes; it is unmapped first."""
+        with _translated():
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                return None
+            conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()  # a read opens the index
+        try:
+            with open(f"{self.path}-shm", "rb") as index:
+                if os.fstat(index.fileno()).st_size < _WAL_INDEX_HEADER:
+                    return None
+                return mmap.mmap(index.fileno(), _WAL_INDEX_HEADER, access=mmap.ACCESS_READ)
+        except OSError:
+            return None
+
+    def _unmap(self) -> None:
+        if self._wal_index is not None:
+            self._wal_index.close()
+            self._wal_index = None
+
+    def data_version(self) -> tuple[int, int | bytes]:
+        """A mark that changes whenever any connection, of this process or another, has committed to the file
+        since it was last taken: while it stays the same, every read of the reader answers as it did.
+
+        In WAL mode it is the WAL-index header, read from shared memory (no statement, no system call): SQLite
+        writes it as the last step of every commit, with a counter ``iChange`` incremented by each (both copies:
+        a reader catching a header being written sees neither old one, so it only reads again). Otherwise it is
+        SQLite's ``data_version`` of the reader connection, which never writes."""
         conn = self._read_connection()
+        if self._wal_index is not None:
+            return self._readers, self._wal_index[:_WAL_INDEX_HEADER]
         with _translated():
             return self._readers, conn.execute("PRAGMA data_version").fetchone()[0]
 
@@ -211,6 +246,7 @@ class DirectSqlite:
 
     def close(self) -> None:
         """Close the connections (they reopen on next use)."""
+        self._unmap()
         for conn in (self._reader, self._writer, self._batch):
             if conn is not None:
                 with contextlib.suppress(sqlite3.Error):
@@ -267,8 +303,8 @@ class SqliteHotPath:
             return _versions(conn, namespace, stage)
 
     async def probe(self, namespace: str, stage: str, promotion: str | None) -> Probe:
-        # Asked again before anything was committed to the file, a probe answers as it did: one pragma (which
-        # reads SQLite's shared WAL index, where every process's commits show) instead of the statement.
+        # Asked again before anything was committed to the file, a probe answers as it did: the file's change mark
+        # (where every process's commits show) instead of the statement.
         mark = self.direct.data_version()
         if mark != self._probes_at:
             self._probes.clear()
