@@ -6,16 +6,18 @@ statement through asyncpg), each compared with the portable path on the same sto
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import select, text
 
 from policy_server.errors import Unavailable
-from policy_server.kargo import Kind, parse_body
+from policy_server.kargo import Kind, parse_body, stage_of_name
 from policy_server.store import Database, DecisionStore, StateStore, upgrade
 from policy_server.store._hot._sqlite import DirectSqlite
 from policy_server.store._models import DecisionInputRow, DecisionReasonRow, DecisionRow
@@ -233,3 +235,64 @@ async def test_a_sqlite_probe_asked_again_sees_every_commit_of_another_process(
         assert (await state.probe("kargo-demo", "uat", None)).versions[0] == "uat"  # another question: its own
     finally:
         await db.dispose()
+
+
+@pytest.mark.postgres
+async def test_postgres_reads_concurrent_probes_together_and_never_shares_one_begun_before_a_question(
+    fixtures_dir, fresh_postgres_url
+):
+    """Questions arriving while a probe round trip is in flight are read together by the next one, each exactly as
+    the portable path reads it alone; a question never gets a reading that began before it arrived."""
+    url = fresh_postgres_url
+    db = _fast(url)
+    await upgrade(db)
+    reference = _portable(url)
+    try:
+        for line in watch_lines(fixtures_dir):
+            await StateStore(db).apply(parse_body(line.encode(), "application/x-ndjson"))
+        now = datetime.now(UTC)
+        p6 = "prod.01kztrdxmgg3c76w16pjvk9zds.759376c"
+        await DecisionStore(db).record_many([decision_entry(1, promotion=p6, stage="prod", fold="deny", at=now)])
+        await DecisionStore(db).record_many([decision_entry(2, promotion=None, stage="prod", fold="allow", at=now)])
+        await DecisionStore(db).claim("kargo-demo", "prod", "gone", entry_id(3), now, now + timedelta(minutes=2))
+        keys = [(ns, stage_of_name(p) or "prod", p) for ns, p, _ in await _questions(db) if p is not None]
+        keys += [(ns, s, None) for ns, _, s in await _questions(db) if s is not None]
+        hot = db.hot
+        batches: list[int] = []
+        read_many = hot._probe_many  # type: ignore[attr-defined]
+
+        async def counted(batch: list[tuple[str, str, str | None]]) -> Any:
+            batches.append(len(batch))
+            return await read_many(batch)
+
+        hot._probe_many = counted  # type: ignore[attr-defined]
+        together = await asyncio.gather(*(hot.probe(*key) for key in keys))
+        assert sum(batches) == len(keys) and len(batches) < len(keys)  # read together, none twice
+        for key, probe in zip(keys, together, strict=True):
+            assert probe == await reference.hot.probe(*key), key
+        assert any(p.last is not None for p in together) and any(p.claim is not None for p in together)
+
+        # A round trip in flight (held after its reading) is not shared with a question arriving meanwhile.
+        held, release = asyncio.Event(), asyncio.Event()
+
+        async def slow(batch: list[tuple[str, str, str | None]]) -> Any:
+            read = await read_many(batch)
+            if not held.is_set():
+                held.set()
+                await release.wait()
+            return read
+
+        hot._probe_many = slow  # type: ignore[attr-defined]
+        question = ("kargo-demo", "prod", p6)
+        first = asyncio.ensure_future(hot.probe(*question))
+        await held.wait()
+        async with db.write() as conn:  # committed and acknowledged while the first reading is held
+            await conn.execute(text("UPDATE state_versions SET version = version + 1 WHERE scope = 'stage/prod'"))
+        second = asyncio.ensure_future(hot.probe(*question))
+        await asyncio.sleep(0.05)
+        release.set()
+        before, after = await first, await second
+        assert after.versions[1] == before.versions[1] + 1
+    finally:
+        await db.dispose()
+        await reference.dispose()

@@ -95,17 +95,29 @@ _CLAIM = (
     " LEFT OUTER JOIN promotions AS p ON p.namespace = c.namespace AND p.name = c.promotion AND NOT p.deleted"
     " WHERE c.namespace = $1 AND c.stage = $2"
 )
-_PROBE = (
-    "SELECT 0 AS part, scope, version, NULL AS promotion, NULL AS decision_id, NULL::timestamptz AS claimed_at,"
-    " NULL::timestamptz AS expires_at, NULL AS phase FROM state_versions WHERE namespace = $1 AND scope IN ($2, $3)"
-    " UNION ALL SELECT 1, NULL, version, NULL, NULL, NULL, NULL, NULL FROM policy_set WHERE id = 1"
-    " UNION ALL SELECT 2, NULL, NULL, c.promotion, c.decision_id, c.claimed_at, c.expires_at, p.phase"
-    " FROM stage_claims AS c LEFT OUTER JOIN promotions AS p"
-    " ON p.namespace = c.namespace AND p.name = c.promotion AND NOT p.deleted WHERE c.namespace = $1 AND c.stage = $4"
-    " UNION ALL (SELECT 3, fold_key, repeat_count, NULL, id, NULL, NULL, NULL FROM decisions"
+# The probes of a batch of questions (namespace, Stage, Promotion or NULL for a prospective one, the Stage's state
+# scope), numbered from 1 in ``i``; the policy-set version once, with ``i`` 0. One statement, one snapshot.
+_PROBES = """
+WITH k AS (
+  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+    WITH ORDINALITY AS k(namespace, stage, promotion, scope, i)
 )
-_PROBE_PROMOTION = _PROBE + " WHERE namespace = $1 AND promotion = $5 ORDER BY id DESC LIMIT 1)"
-_PROBE_STAGE = _PROBE + " WHERE namespace = $1 AND stage = $5 AND prospective ORDER BY id DESC LIMIT 1)"
+SELECT k.i, 0 AS part, v.scope, v.version, NULL AS promotion, NULL AS decision_id,
+  NULL::timestamptz AS claimed_at, NULL::timestamptz AS expires_at, NULL AS phase
+  FROM k JOIN state_versions AS v ON v.namespace = k.namespace AND v.scope IN (k.scope, $5)
+UNION ALL SELECT 0, 1, NULL, version, NULL, NULL, NULL, NULL, NULL FROM policy_set WHERE id = 1
+UNION ALL SELECT k.i, 2, NULL, NULL, c.promotion, c.decision_id, c.claimed_at, c.expires_at, p.phase
+  FROM k JOIN stage_claims AS c ON c.namespace = k.namespace AND c.stage = k.stage
+  LEFT OUTER JOIN promotions AS p ON p.namespace = c.namespace AND p.name = c.promotion AND NOT p.deleted
+UNION ALL SELECT k.i, 3, d.fold_key, d.repeat_count, NULL, d.id, NULL, NULL, NULL FROM k CROSS JOIN LATERAL (
+  SELECT fold_key, repeat_count, id FROM decisions
+  WHERE k.promotion IS NOT NULL AND namespace = k.namespace AND promotion = k.promotion ORDER BY id DESC LIMIT 1
+) AS d
+UNION ALL SELECT k.i, 3, d.fold_key, d.repeat_count, NULL, d.id, NULL, NULL, NULL FROM k CROSS JOIN LATERAL (
+  SELECT fold_key, repeat_count, id FROM decisions
+  WHERE k.promotion IS NULL AND namespace = k.namespace AND stage = k.stage AND prospective ORDER BY id DESC LIMIT 1
+) AS d
+"""
 _PRECOMPUTED = (
     f"SELECT {', '.join(PRECOMPUTED_COLUMNS)} FROM precomputed_verdicts WHERE namespace = $1 AND promotion = $2"
 )
@@ -128,6 +140,10 @@ class PostgresHotPath(PortableHotPath):
         self._pool: asyncpg.Pool | None = None
         self._owner: tuple[int, asyncio.AbstractEventLoop] | None = None
         self._opening = asyncio.Lock()
+        self._probes_loop: asyncio.AbstractEventLoop | None = None
+        self._probes_waiting: dict[tuple[str, str, str | None], asyncio.Future[Probe]] = {}
+        """Questions whose probe the next round trip reads (each shared by every caller asking it meanwhile)."""
+        self._probes_task: asyncio.Task[None] | None = None
         url = make_url(db.url).set(drivername="postgresql")
         self._dsn = url.render_as_string(hide_password=False)
 
@@ -171,21 +187,57 @@ class PostgresHotPath(PortableHotPath):
         return versions_of(stage, {row["scope"]: row["version"] for row in rows})
 
     async def probe(self, namespace: str, stage: str, promotion: str | None) -> Probe:
-        sql, subject = (_PROBE_PROMOTION, promotion) if promotion is not None else (_PROBE_STAGE, stage)
+        """The probe of one question, read by the next round trip: questions arriving while one is in flight
+        are read together by the one after it (one statement, one snapshot, each question's probe taken after it
+        arrived), and the same question asked meanwhile shares its reading. Under load a round trip serves many
+        questions; alone, a question is read at once."""
+        loop = asyncio.get_running_loop()
+        if self._probes_loop is not loop:
+            self._probes_loop, self._probes_waiting, self._probes_task = loop, {}, None
+        key = (namespace, stage, promotion)
+        waiting = self._probes_waiting.get(key)
+        if waiting is None:
+            waiting = self._probes_waiting[key] = loop.create_future()
+        if self._probes_task is None or self._probes_task.done():
+            self._probes_task = loop.create_task(self._read_probes())
+        return await asyncio.shield(waiting)  # a caller that gives up does not cancel the others' reading
+
+    async def _read_probes(self) -> None:
+        while self._probes_waiting:
+            batch, self._probes_waiting = self._probes_waiting, {}
+            try:
+                probes = await self._probe_many(list(batch))
+            except BaseException as exc:
+                for future in batch.values():
+                    if not future.done():
+                        future.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            for key, future in batch.items():
+                if not future.done():
+                    future.set_result(probes[key])
+
+    async def _probe_many(self, keys: list[tuple[str, str, str | None]]) -> dict[tuple[str, str, str | None], Probe]:
+        namespaces, stages, promotions = ([k[i] for k in keys] for i in range(3))
+        scopes = [stage_scope(stage) for stage in stages]
         async with self._driver() as driver:
-            rows = await driver.fetch(sql, namespace, stage_scope(stage), FREIGHT_SCOPE, stage, subject)
-        found: dict[str, int] = {}
-        policies, claim, last = 0, None, None
+            rows = await driver.fetch(_PROBES, namespaces, stages, promotions, scopes, FREIGHT_SCOPE)
+        found: list[dict[str, int]] = [{} for _ in keys]
+        claims: list[Claim | None] = [None] * len(keys)
+        lasts: list[tuple[str, str, int] | None] = [None] * len(keys)
+        policies = 0
         for row in rows:
-            if row["part"] == 0:
-                found[row["scope"]] = row["version"]
-            elif row["part"] == 1:
+            part, i = row["part"], row["i"] - 1
+            if part == 0:
+                found[i][row["scope"]] = row["version"]
+            elif part == 1:
                 policies = row["version"]
-            elif row["part"] == 3:
-                last = (row["decision_id"], row["scope"], row["version"])
+            elif part == 3:
+                lasts[i] = (row["decision_id"], row["scope"], row["version"])
             else:
-                claim = Claim(row["promotion"], row["decision_id"], row["claimed_at"], row["expires_at"], row["phase"])
-        return Probe(versions_of(stage, found), policies, claim, last)
+                claims[i] = _claim(row)
+        return {key: Probe(versions_of(key[1], found[i]), policies, claims[i], lasts[i]) for i, key in enumerate(keys)}
 
     async def precomputed(self, namespace: str, promotion: str) -> PrecomputedVerdict | None:
         async with self._driver() as driver:
@@ -195,9 +247,7 @@ class PostgresHotPath(PortableHotPath):
     async def current_claim(self, namespace: str, stage: str) -> Claim | None:
         async with self._driver() as driver:
             row = await driver.fetchrow(_CLAIM, namespace, stage)
-        if row is None:
-            return None
-        return Claim(row["promotion"], row["decision_id"], row["claimed_at"], row["expires_at"], row["phase"])
+        return _claim(row) if row is not None else None
 
     async def close(self) -> None:
         pool, owner = self._pool, self._owner
@@ -236,6 +286,10 @@ class PostgresHotPath(PortableHotPath):
             if not connection_trouble(exc):
                 raise
             raise Unavailable(f"the database is unavailable: {str(exc).strip()[:200]}") from exc
+
+
+def _claim(row: Any) -> Claim:
+    return Claim(row["promotion"], row["decision_id"], row["claimed_at"], row["expires_at"], row["phase"])
 
 
 def _time(value: str | None) -> datetime | None:
