@@ -514,15 +514,19 @@ def watch_stream(count: int, offset: int) -> list[str]:
     return lines
 
 
-def ingestion(database_url: str, workers: int, count: int) -> list[str]:
+def ingestion(database_url: str, workers: int, count: int, *, precompute: bool = True) -> list[str]:
+    """Watch-stream ingestion over HTTP and through the CLI; ``precompute`` off is the baseline of the same run
+    (the product computes verdicts ahead when state changes)."""
     out = []
-    with server(database_url, workers) as base:
+    label = "with precomputation" if precompute else "precomputation off (baseline)"
+    with server(database_url, workers, precompute=str(precompute).lower()) as base:
         lines = watch_stream(count, 0)
         started = time.perf_counter()
         post_stream(base, lines)
         elapsed = time.perf_counter() - started
         rate = count / elapsed
-        out.append(f"ingestion: POST /v1/state, NDJSON watch stream, 500 events/request, 4 clients: {rate:,.0f}/s")
+        out.append(f"ingestion, {label}: POST /v1/state, NDJSON watch stream, 500 events/request, 4 clients: "
+                   f"{rate:,.0f}/s")  # fmt: skip
         stream = Path(tempfile.mkstemp(suffix=".ndjson")[1])
         stream.write_text("\n".join(watch_stream(count, count)) + "\n")
         command = [str(Path(sys.executable).parent / "policy-server"), "ingest", "--url", base, "--token", TOKEN,
@@ -531,8 +535,19 @@ def ingestion(database_url: str, workers: int, count: int) -> list[str]:
         subprocess.run(command, check=True, capture_output=True)
         elapsed = time.perf_counter() - started
         rate = count / elapsed
-        out.append(f"ingestion: policy-server ingest --batch 500 (a CLI process, same stream shape): {rate:,.0f}/s")
+        out.append(f"ingestion, {label}: policy-server ingest --batch 500 (a CLI process, same stream shape): "
+                   f"{rate:,.0f}/s")  # fmt: skip
         stream.unlink()
+    return out
+
+
+def ingestion_side_by_side(workers: int, count: int) -> list[str]:
+    """Ingestion as the product runs it (verdicts computed ahead) and with that off, each on a fresh store."""
+    out = []
+    for precompute in (True, False):
+        folder = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+        out += ingestion(f"sqlite+aiosqlite:///{folder / 'store.db'}", workers, count, precompute=precompute)
+        shutil.rmtree(folder, ignore_errors=True)
     return out
 
 
@@ -755,11 +770,12 @@ def main() -> None:
     parser.add_argument("--fresh-stages", type=int, default=None,
                         help="Stages changed for the fresh-after-a-change row (20k; --full 50k): more than the "
                              "questions asked, so that none is asked twice")  # fmt: skip
-    parser.add_argument("--only", choices=["flood", "stores", "cluster", "fresh"], default=None,
+    parser.add_argument("--only", choices=["flood", "stores", "cluster", "fresh", "ingest"], default=None,
                         help="flood: only decisions alone vs. while an author floods drafts (SQLite, 1k); "
                              "fresh: only the decision rows at 1k and fresh decisions after a change; "
                              "stores: only the decision rows on SQLite and PostgreSQL (1k), side by side; "
-                             "cluster: only the real kube-apiserver measurements (bench/cluster.py)")  # fmt: skip
+                             "cluster: only the real kube-apiserver measurements (bench/cluster.py); "
+                             "ingest: only ingestion, with and without verdicts computed ahead")  # fmt: skip
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is missing: apt-get install wrk")
@@ -778,6 +794,9 @@ def main() -> None:
         return
     if args.only == "cluster":
         print("\n".join(cluster_suite(server, wrk, AUTH, args.workers, args.full, seconds)))
+        return
+    if args.only == "ingest":
+        print("\n".join(ingestion_side_by_side(args.workers, 30_000 if args.full else 6_000)))
         return
     logged, decisions = (1_000_000, 200_000) if args.full else (20_000, 20_000)
     decisions = args.memory_decisions or decisions
@@ -814,10 +833,7 @@ def main() -> None:
             heads = fill_postgres(url, 1_000, 10)
             report.decisions += decisions_suite("PostgreSQL, regopy, 1,000", url, heads, seconds, opa, args.workers)
     if args.only != "fresh":
-        folder = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
-        events = 30_000 if args.full else 6_000
-        report.other += ingestion(f"sqlite+aiosqlite:///{folder / 'store.db'}", args.workers, events)
-        shutil.rmtree(folder, ignore_errors=True)
+        report.other += ingestion_side_by_side(args.workers, 30_000 if args.full else 6_000)
         report.other += decision_log(args.workers, logged, seconds)
         fresh = next((r for r in report.decisions if r.name.startswith("decisions, fresh")), None)
         replay = next((line for line in report.other if line.startswith("impact replay:")), None)
