@@ -27,6 +27,9 @@ _log = logging.getLogger("policy_server.precompute")
 _BATCH = 100
 """Stages computed together, their verdicts saved in one transaction."""
 _HOLD_S = 0.1
+_SHARE = 1 / 3
+"""At most this share of the time goes to computing ahead while changes keep coming (the rest is the changes' own
+recording, and the questions'): after a round that took t, the next waits at least t × (1/share − 1)."""
 
 
 class Precomputer:
@@ -75,21 +78,29 @@ class Precomputer:
         return True
 
     async def run(self) -> None:
-        """Take marked Stages as they come, until cancelled."""
+        """Take marked Stages as they come, until cancelled. Under a continuous stream of changes the rounds space
+        out (``_SHARE``): each takes more Stages at once, and the same Stage changed meanwhile is computed once."""
+        spent, ended = 0.0, 0.0
         while True:
             await self._wake.wait()
             self._wake.clear()
-            await asyncio.sleep(self.gather_s)  # the changes of one burst arrive together: take them as one
+            # The changes of one burst arrive together: take them as one. After a long round, rest (counting the
+            # time since it ended) before the next.
+            rest = spent * (1 / _SHARE - 1) - (time.perf_counter() - ended)
+            await asyncio.sleep(max(self.gather_s, rest))
             while self.ready is not None and not self.ready():
                 await asyncio.sleep(_HOLD_S)
             pending, self._pending = self._pending, set()
             self._working = len(pending)
+            started = time.perf_counter()
             try:
                 await self._stages(pending)
             except Exception:  # noqa: BLE001 - questions then evaluate, as without precomputation
                 metrics.child(metrics.PRECOMPUTING, "failed").inc()
                 _log.warning("precomputing verdicts failed; questions evaluate instead", exc_info=True)
             finally:
+                ended = time.perf_counter()
+                spent = ended - started
                 self._working = 0
                 metrics.PRECOMPUTE_BACKLOG.set(len(self._pending))
             if not self._pending:
