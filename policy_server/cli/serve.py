@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import tempfile
 
 import click
@@ -58,14 +59,18 @@ def run(
     if tls != bool(settings.tls_key_file):
         raise click.UsageError("POLICY_SERVER_TLS_CERT_FILE and POLICY_SERVER_TLS_KEY_FILE go together")
     asyncio.run(open_database(settings, lambda database: _prepare(database, settings)))
+    made: list[str] = []
+    """Directories the workers share, removed when the server stops."""
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Several processes: /metrics adds up every worker's counters from this directory.
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="policy-server-metrics-")
+        made.append(tempfile.mkdtemp(prefix="policy-server-metrics-"))
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = made[-1]
     if workers > 1 and settings.watch:
         from policy_server.cluster import WatchTurn
 
         # One of the workers watches (and enforces), the others take over if it dies: a lock file they share.
-        os.environ[WatchTurn.ENVIRONMENT] = os.path.join(tempfile.mkdtemp(prefix="policy-server-watch-"), "lock")
+        made.append(tempfile.mkdtemp(prefix="policy-server-watch-"))
+        os.environ[WatchTurn.ENVIRONMENT] = os.path.join(made[-1], "lock")
     # Workers re-read the environment: pass the flags on through it.
     os.environ["POLICY_SERVER_HOST"] = settings.host
     os.environ["POLICY_SERVER_PORT"] = str(settings.port)
@@ -82,18 +87,22 @@ def run(
     scheme = "https" if tls else "http"
     click.echo(f"policy-server {__version__} on {scheme}://{settings.host}:{settings.port} (docs at /docs)", err=True)
     click.echo(f"store: {redact(settings.effective_database_url)}", err=True)
-    uvicorn.run(
-        "policy_server.app:create_app",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=workers,
-        log_level=settings.log_level.lower(),
-        log_config=None,
-        access_log=False,
-        ssl_certfile=settings.tls_cert_file or None,
-        ssl_keyfile=settings.tls_key_file or None,
-    )
+    try:
+        uvicorn.run(
+            "policy_server.app:create_app",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=workers,
+            log_level=settings.log_level.lower(),
+            log_config=None,
+            access_log=False,
+            ssl_certfile=settings.tls_cert_file or None,
+            ssl_keyfile=settings.tls_key_file or None,
+        )
+    finally:
+        for folder in made:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 async def _prepare(database, settings: Settings) -> None:  # type: ignore[no-untyped-def]

@@ -159,7 +159,9 @@ def test_several_worker_processes_share_the_store_and_the_metrics(server_factory
     import asyncio
     import os
 
-    env = {"POLICY_SERVER_DATA_DIR": str(tmp_path / "data")}
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    env = {"POLICY_SERVER_DATA_DIR": str(tmp_path / "data"), "TMPDIR": str(temp)}
     server = server_factory(env, "--workers", "2")
     # The cores are shared out: about one Rego worker per core in all, not one per core in each process.
     expected = 2 * max(1, min(os.cpu_count() or 1, 4) // 2)
@@ -194,6 +196,10 @@ def test_several_worker_processes_share_the_store_and_the_metrics(server_factory
     assert logged["repeat_count"] == 20
     metrics = httpx.get(f"{server.url}/metrics", headers=ADMIN, timeout=30).text
     assert 'policy_server_decisions_total{outcome="deny"} 20.0' in metrics
+    assert [p.name for p in temp.iterdir()] != []  # the workers' shared metrics directory
+    server.stop()
+    assert server.process.returncode == 0
+    assert list(temp.iterdir()) == []  # removed when the server stops
 
 
 def test_first_start_prints_an_admin_token_and_the_cli_manages_tokens(server_factory, tmp_path):
