@@ -35,6 +35,8 @@ class DecisionLogWriter:
         self._folds: dict[str, list[object]] = {}
         """Row id → [answers folded in and not yet written, the last one's time]."""
         self._fold_task: asyncio.Task[None] | None = None
+        self._writing_folds = asyncio.Lock()
+        """Held while folds are written: a reader of the log waits for a write already under way."""
         self._answered: OrderedDict[str, int] = OrderedDict()
         """Row id → the repeat count this process last answered with."""
 
@@ -99,21 +101,23 @@ class DecisionLogWriter:
         await self.write_folds()
 
     async def write_folds(self) -> None:
-        """Write the folds gathered so far (kept for the next try if the store is unavailable)."""
-        folds, self._folds = self._folds, {}
-        if not folds:
-            return
-        repeats = [(row_id, int(n), at) for row_id, (n, at) in folds.items()]  # type: ignore[misc]
-        try:
-            await self.store.add_repeats(repeats)  # type: ignore[arg-type]
-        except Exception:  # noqa: BLE001 - kept and tried again with the next folds
-            _log.warning("could not write %d folded answers yet; trying again", len(repeats), exc_info=True)
-            for row_id, n, at in repeats:
-                fold = self._folds.setdefault(row_id, [0, at])
-                fold[0] = int(fold[0]) + n  # type: ignore[call-overload]
-                fold[1] = max(fold[1], at)  # type: ignore[type-var]
-            if self._fold_task is None or self._fold_task.done():
-                self._fold_task = asyncio.create_task(self._write_folds_later())
+        """Write the folds gathered so far (kept for the next try if the store is unavailable). Returns once every
+        fold gathered before the call is committed, including those another call was already writing."""
+        async with self._writing_folds:
+            folds, self._folds = self._folds, {}
+            if not folds:
+                return
+            repeats = [(row_id, int(n), at) for row_id, (n, at) in folds.items()]  # type: ignore[misc]
+            try:
+                await self.store.add_repeats(repeats)  # type: ignore[arg-type]
+            except Exception:  # noqa: BLE001 - kept and tried again with the next folds
+                _log.warning("could not write %d folded answers yet; trying again", len(repeats), exc_info=True)
+                for row_id, n, at in repeats:
+                    fold = self._folds.setdefault(row_id, [0, at])
+                    fold[0] = int(fold[0]) + n  # type: ignore[call-overload]
+                    fold[1] = max(fold[1], at)  # type: ignore[type-var]
+                if self._fold_task is None or self._fold_task.done():
+                    self._fold_task = asyncio.create_task(self._write_folds_later())
 
     async def close(self, timeout_s: float = 10.0) -> None:
         """Finish what is waiting (for at most ``timeout_s``), write the folds, then stop."""
