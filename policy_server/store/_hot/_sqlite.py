@@ -276,7 +276,7 @@ class SqliteHotPath:
         self.direct = DirectSqlite(path)
         self._probes: dict[tuple[str, str, str | None], Probe] = {}
         """Probes read since the file last changed (any commit, by any connection, clears them)."""
-        self._probes_at: tuple[int, int] | None = None
+        self._probes_at: tuple[int, int | bytes] | None = None
 
     async def decision_facts(
         self, namespace: str, promotion: str | None, stage: str | None, freight: str | None, recent: int
