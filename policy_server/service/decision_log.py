@@ -52,22 +52,28 @@ class DecisionLogWriter:
         if last is None or last[1] != fold_key or self.fold_interval_s <= 0:
             return None
         row_id = last[0]
-        fold = self._folds.get(row_id)
-        if fold is None:
-            fold = self._folds[row_id] = [0, at]
-        fold[0] = int(fold[0]) + 1  # type: ignore[call-overload]
-        fold[1] = max(fold[1], at)  # type: ignore[type-var]
-        if self._fold_task is None or self._fold_task.done():
-            self._fold_task = asyncio.create_task(self._write_folds_later())
+        pending = self._pend(row_id, 1, at)
         # The row's count as read with this process's folds not written yet, and never less than one more than
         # this process last answered (a fold being written when the count was read is in neither); another
         # process's folds show once written.
-        count = max(last[2] + int(fold[0]), self._answered.get(row_id, 0) + 1)  # type: ignore[call-overload]
+        count = max(last[2] + pending, self._answered.get(row_id, 0) + 1)
         self._answered[row_id] = count
         self._answered.move_to_end(row_id)
         if len(self._answered) > 10_000:
             self._answered.popitem(last=False)
         return row_id, count
+
+    def _pend(self, row_id: str, answers: int, at: datetime) -> int:
+        """Count ``answers`` more on a row, the last at ``at``, to be written with the next folds; how many are
+        pending on it now."""
+        fold = self._folds.get(row_id)
+        if fold is None:
+            fold = self._folds[row_id] = [0, at]
+        fold[0] = int(fold[0]) + answers  # type: ignore[call-overload]
+        fold[1] = max(fold[1], at)  # type: ignore[type-var]
+        if self._fold_task is None or self._fold_task.done():
+            self._fold_task = asyncio.create_task(self._write_folds_later())
+        return int(fold[0])  # type: ignore[call-overload]
 
     async def record(self, entry: DecisionEntry) -> tuple[str, int]:
         """Log ``entry`` with whatever else is waiting: the id of its row and that row's repeat count, once its
@@ -113,11 +119,7 @@ class DecisionLogWriter:
             except Exception:  # noqa: BLE001 - kept and tried again with the next folds
                 _log.warning("could not write %d folded answers yet; trying again", len(repeats), exc_info=True)
                 for row_id, n, at in repeats:
-                    fold = self._folds.setdefault(row_id, [0, at])
-                    fold[0] = int(fold[0]) + n  # type: ignore[call-overload]
-                    fold[1] = max(fold[1], at)  # type: ignore[type-var]
-                if self._fold_task is None or self._fold_task.done():
-                    self._fold_task = asyncio.create_task(self._write_folds_later())
+                    self._pend(row_id, n, at)
 
     async def close(self, timeout_s: float = 10.0) -> None:
         """Finish what is waiting (for at most ``timeout_s``), write the folds, then stop."""
