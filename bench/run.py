@@ -45,6 +45,7 @@ from bench.cluster import cluster_suite  # noqa: E402
 TOKEN = "pst_bench-admin-token"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
 CEILING_PATH = "/v1/bench/ceiling"  # registered by bench/ceiling_app.py
+PROBE_CEILING_PATH = "/v1/bench/ceiling/probe"  # the same, plus the store's probe of the question's Stage
 CONNECTIONS = 16
 T0 = datetime(2026, 8, 1, tzinfo=UTC)
 
@@ -321,9 +322,11 @@ def decisions_suite(
             ceiling.name = f"ceiling: GET /health, same app and server [{label}]"
             post = wrk(f"{base}{CEILING_PATH}", seconds, body=one)
             post.name = f"ceiling: POST, token + decision body and answer only [{label}]"
+            probed = wrk(f"{base}{PROBE_CEILING_PATH}", seconds, body=one)
+            probed.name = f"ceiling: POST + the store's probe of the Stage [{label}]"
             repeated = wrk(f"{base}/v1/decisions", seconds, body=one)
             repeated.name = f"decisions, repeated: unchanged state [{label}]"
-            results += [ceiling, post, repeated]
+            results += [ceiling, post, probed, repeated]
         # Fresh: every decision reads its Stage's state and evaluates, as after a change (no reuse, no cache).
         with server(database_url, workers, decision_cache_ms="0", **extra) as base:
             fresh = wrk(f"{base}/v1/decisions", seconds, bodies=many)
@@ -819,12 +822,13 @@ def main() -> None:
             if args.only != "fresh":
                 report.other += authoring_flood(url, heads, seconds, args.workers)
         if size == sizes[0] and opa and args.only != "fresh":
-            report.decisions += decisions_suite(
+            group = decisions_suite(
                 f"SQLite, OPA engine, {size:,}", url, heads, seconds, opa, args.workers, engine="opa", peer=False
             )
             peer = next(r.peer for r in report.decisions if r.name.startswith("peer: OPA direct"))
-            for r in report.decisions[-4:]:
+            for r in group:
                 r.peer = peer
+            report.decisions += group
         shutil.rmtree(folder, ignore_errors=True)
         if args.only == "fresh":
             break

@@ -261,9 +261,9 @@ async def test_postgres_reads_concurrent_probes_together_and_never_shares_one_be
         batches: list[int] = []
         read_many = hot._probe_many  # type: ignore[attr-defined]
 
-        async def counted(batch: list[tuple[str, str, str | None]]) -> Any:
+        async def counted(driver: Any, batch: list[tuple[str, str, str | None]]) -> Any:
             batches.append(len(batch))
-            return await read_many(batch)
+            return await read_many(driver, batch)
 
         hot._probe_many = counted  # type: ignore[attr-defined]
         together = await asyncio.gather(*(hot.probe(*key) for key in keys))
@@ -275,8 +275,8 @@ async def test_postgres_reads_concurrent_probes_together_and_never_shares_one_be
         # A round trip in flight (held after its reading) is not shared with a question arriving meanwhile.
         held, release = asyncio.Event(), asyncio.Event()
 
-        async def slow(batch: list[tuple[str, str, str | None]]) -> Any:
-            read = await read_many(batch)
+        async def slow(driver: Any, batch: list[tuple[str, str, str | None]]) -> Any:
+            read = await read_many(driver, batch)
             if not held.is_set():
                 held.set()
                 await release.wait()
@@ -293,6 +293,27 @@ async def test_postgres_reads_concurrent_probes_together_and_never_shares_one_be
         release.set()
         before, after = await first, await second
         assert after.versions[1] == before.versions[1] + 1
+
+        # The connection probes are read on is lost during a round trip: the question on it gets Unavailable, the
+        # next one is read on another connection.
+        servers: list[int] = []
+
+        async def lost(driver: Any, batch: list[tuple[str, str, str | None]]) -> Any:
+            servers.append(driver.get_server_pid())
+            async with db.write() as conn:  # (waits until the server process has ended)
+                await conn.execute(text("SELECT pg_terminate_backend(:pid, 10000)"), {"pid": servers[-1]})
+            return await read_many(driver, batch)
+
+        async def noted(driver: Any, batch: list[tuple[str, str, str | None]]) -> Any:
+            servers.append(driver.get_server_pid())
+            return await read_many(driver, batch)
+
+        hot._probe_many = lost  # type: ignore[attr-defined]
+        with pytest.raises(Unavailable):
+            await hot.probe(*question)
+        hot._probe_many = noted  # type: ignore[attr-defined]
+        assert await hot.probe(*question) == await reference.hot.probe(*question)
+        assert servers[-1] != servers[0]
     finally:
         await db.dispose()
         await reference.dispose()
