@@ -13,6 +13,8 @@ from datetime import datetime
 from policy_server.store import DecisionEntry, DecisionStore
 
 _log = logging.getLogger("policy_server.decisions")
+_RETRY_MAX_S = 5.0
+"""The longest wait between two tries of folds the store could not take."""
 
 
 class DecisionLogWriter:
@@ -103,23 +105,33 @@ class DecisionLogWriter:
                         future.set_result(result)
 
     async def _write_folds_later(self) -> None:
-        await asyncio.sleep(self.fold_interval_s)
-        await self.write_folds()
+        """Write the folds every interval until none are left: those gathered while a write was under way, and
+        those a failed write kept (tried again later and later, up to ``_RETRY_MAX_S`` apart, while the store is
+        unavailable)."""
+        delay = self.fold_interval_s
+        while True:
+            await asyncio.sleep(delay)
+            written = await self.write_folds()
+            if not self._folds:
+                return
+            delay = self.fold_interval_s if written else min(max(delay, self.fold_interval_s) * 2, _RETRY_MAX_S)
 
-    async def write_folds(self) -> None:
-        """Write the folds gathered so far (kept for the next try if the store is unavailable). Returns once every
-        fold gathered before the call is committed, including those another call was already writing."""
+    async def write_folds(self) -> bool:
+        """Write the folds gathered so far (kept for the next try if the store is unavailable: False). Returns once
+        every fold gathered before the call is committed, including those another call was already writing."""
         async with self._writing_folds:
             folds, self._folds = self._folds, {}
             if not folds:
-                return
+                return True
             repeats = [(row_id, int(n), at) for row_id, (n, at) in folds.items()]  # type: ignore[misc]
             try:
                 await self.store.add_repeats(repeats)  # type: ignore[arg-type]
-            except Exception:  # noqa: BLE001 - kept and tried again with the next folds
+            except Exception:  # noqa: BLE001 - kept and tried again
                 _log.warning("could not write %d folded answers yet; trying again", len(repeats), exc_info=True)
                 for row_id, n, at in repeats:
                     self._pend(row_id, n, at)
+                return False
+            return True
 
     async def close(self, timeout_s: float = 10.0) -> None:
         """Finish what is waiting (for at most ``timeout_s``), write the folds, then stop."""
