@@ -228,12 +228,14 @@ class Services:
             await api.close()
 
     async def prune_forever(self) -> None:
-        """Delete decisions older than the retention, now and every ``prune_interval_s``, in small batches."""
+        """Delete decisions older than the retention, and precomputed verdicts that can no longer answer (older than
+        it, or computed at state versions since moved on), now and every ``prune_interval_s``, in small batches."""
         while True:
             cutoff = datetime.now(UTC) - timedelta(hours=self.settings.decision_retention_hours)
             try:
                 removed = await self.decision_service.decisions.prune(cutoff)
-                await self.verdict_store.prune(int(cutoff.timestamp()) * 1_000_000_000)
+                outlived = await self.verdict_store.prune(int(cutoff.timestamp()) * 1_000_000_000)
+                _log.debug("pruned %d precomputed verdicts that can no longer answer", outlived)
                 if removed:
                     _log.info("pruned %d decisions older than %s", removed, cutoff.isoformat())
             except Exception:  # noqa: BLE001 - a failed round is retried at the next interval

@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, insert, tuple_
+from sqlalchemy import delete, func, insert, literal, or_, select, tuple_
 
 from policy_server.store._db import Database
-from policy_server.store._models import PrecomputedVerdictRow
+from policy_server.store._models import PrecomputedVerdictRow, StateVersionRow
 from policy_server.store._types import PrecomputedVerdict
+from policy_server.store._versions import FREIGHT_SCOPE
 
 _V = PrecomputedVerdictRow.__table__
+_S = StateVersionRow.__table__
+
+
+def _now_version(scope: object) -> object:
+    """The current state version of ``scope`` in the verdict's namespace (0: never moved)."""
+    return func.coalesce(
+        select(_S.c.version).where(_S.c.namespace == _V.c.namespace, _S.c.scope == scope).scalar_subquery(), 0
+    )
+
+
+# State versions only move on: a verdict computed at older ones can never answer again.
+_OUTLIVED = or_(
+    _V.c.stage_version < _now_version(literal("stage/") + _V.c.stage),
+    _V.c.freight_version < _now_version(literal(FREIGHT_SCOPE)),
+)
 
 
 class VerdictStore:
@@ -31,10 +47,20 @@ class VerdictStore:
         """The Promotion's precomputed verdict (valid or not)."""
         return await self.db.hot.precomputed(namespace, promotion)
 
-    async def prune(self, before_ns: int) -> int:
-        """Forget verdicts computed before ``before_ns``."""
-        async with self.db.write() as conn:
-            return (await conn.execute(delete(_V).where(_V.c.computed_ns < before_ns))).rowcount or 0
+    async def prune(self, before_ns: int, *, batch: int = 1000) -> int:
+        """Forget verdicts computed before ``before_ns`` and those whose state has moved on since (a Promotion that
+        started, ended or was deleted; a queue that changed): found in one read, deleted in small transactions;
+        returns how many."""
+        stale = or_(_V.c.computed_ns < before_ns, _OUTLIVED)
+        async with self.db.read() as conn:
+            keys = [tuple(row) for row in await conn.execute(select(_V.c.namespace, _V.c.promotion).where(stale))]
+        removed = 0
+        for start in range(0, len(keys), batch):
+            # Checked again: a verdict saved since for the same Promotion is kept.
+            gone = tuple_(_V.c.namespace, _V.c.promotion).in_(keys[start : start + batch]) & stale
+            async with self.db.write() as conn:
+                removed += (await conn.execute(delete(_V).where(gone))).rowcount
+        return removed
 
 
 def _row(v: PrecomputedVerdict) -> dict[str, object]:

@@ -148,3 +148,57 @@ async def test_a_stage_s_precomputed_inputs_are_the_ones_its_questions_read(data
         await policies.engine.close()
         await policies.workbench.close()
         await db.dispose()
+
+
+async def test_verdicts_the_state_has_moved_past_are_pruned(database_url, fixtures_dir):
+    """A verdict computed at state versions that have moved on can never answer again (versions only grow): the
+    retention round forgets it, whatever its age, and keeps the verdicts that still hold."""
+    from policy_server.engine import RegopyEvaluator, Workbench, WorkerPool
+    from policy_server.kargo import parse_body
+    from policy_server.service import PolicyService
+    from policy_server.service.decisions import DecisionService
+    from policy_server.store import Database, DecisionStore, PolicyStore, StateStore, VerdictStore, upgrade
+
+    db = Database(database_url)
+    await upgrade(db)
+    policies = PolicyService(
+        PolicyStore(db), RegopyEvaluator(WorkerPool(1)), Workbench(WorkerPool(1, name="authoring"))
+    )
+    service = DecisionService(StateStore(db), DecisionStore(db), policies)
+    store = VerdictStore(db)
+    demo = json.loads((fixtures_dir / "list-kargo-demo.json").read_text())
+
+    def changed(name: str) -> bytes:
+        item = copy.deepcopy(next(i for i in demo["items"] if i["metadata"]["name"] == name))
+        item["metadata"]["resourceVersion"] = str(int(item["metadata"]["resourceVersion"]) + 1000)
+        if item["kind"] == "AnalysisRun":
+            item["status"]["phase"] = "Successful"
+        else:
+            item["metadata"].setdefault("labels", {})["touched"] = "yes"
+        return json.dumps(item).encode()
+
+    try:
+        await service.state.apply(parse_body(json.dumps(demo).encode(), "application/json"))
+        await store.save(await service.precompute_stage("kargo-demo", "prod"))
+        await store.save(await service.precompute_stage("kargo-demo", "uat"))
+        prod = {PROD_P6, PROD_P7}
+        uat = {v.promotion for v in await service.precompute_stage("kargo-demo", "uat")}
+        assert uat and not uat & prod
+        assert await store.prune(0) == 0  # every verdict still holds
+
+        await service.state.apply(parse_body(changed(AR_E), "application/json"))  # prod's run passes
+        assert await store.prune(0) == 2
+        assert all([await store.get("kargo-demo", p) is None for p in prod])
+        assert all([await store.get("kargo-demo", p) is not None for p in uat])  # uat's state did not move
+
+        await store.save(await service.precompute_stage("kargo-demo", "prod"))  # computed at the new versions
+        assert await store.prune(0) == 0
+        freight = next(i["metadata"]["name"] for i in demo["items"] if i["kind"] == "Freight")
+        await service.state.apply(parse_body(changed(freight), "application/json"))  # the namespace's Freight
+        assert await store.prune(0) == 2 + len(uat)
+        assert await store.prune(int(9e18)) == 0  # (nothing left)
+    finally:
+        await service.log.close()
+        await policies.engine.close()
+        await policies.workbench.close()
+        await db.dispose()
