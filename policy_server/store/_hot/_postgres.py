@@ -204,7 +204,7 @@ class PostgresHotPath(PortableHotPath):
 
     async def _read_probes(self) -> None:
         """Read the waiting questions' probes, batch after batch, on one connection while questions keep coming (a
-        pool checkout per round trip cost a tenth of it)."""
+        pool checkout and return per round trip took a quarter of the reading's Python time in a profile)."""
         while self._probes_waiting:
             batch, self._probes_waiting = self._probes_waiting, {}
             try:
