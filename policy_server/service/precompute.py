@@ -29,7 +29,8 @@ _BATCH = 100
 _HOLD_S = 0.1
 _SHARE = 1 / 3
 """At most this share of the time goes to computing ahead while changes keep coming (the rest is the changes' own
-recording, and the questions'): after a round that took t, the next waits at least t × (1/share − 1)."""
+recording, and the questions'): a batch that took t while changes arrived is followed by t × (1/share − 1) of rest.
+Once they stop, the backlog is computed at full speed."""
 
 
 class Precomputer:
@@ -58,10 +59,13 @@ class Precomputer:
         self._idle.set()
         self._working = 0
         self._slots = asyncio.Semaphore(4)
+        self._changed_at = 0.0
+        """When a change was last marked (``perf_counter``)."""
 
     def changed(self, scopes: set[tuple[str, str]]) -> None:
         """A committed write moved these state-version scopes: mark their Stages (a Freight change: every Stage
         of the namespace)."""
+        self._changed_at = time.perf_counter()
         for namespace, scope in scopes:
             self._pending.add((namespace, None if scope == FREIGHT_SCOPE else scope.removeprefix("stage/")))
         if self._pending:
@@ -78,29 +82,23 @@ class Precomputer:
         return True
 
     async def run(self) -> None:
-        """Take marked Stages as they come, until cancelled. Under a continuous stream of changes the rounds space
-        out (``_SHARE``): each takes more Stages at once, and the same Stage changed meanwhile is computed once."""
-        spent, ended = 0.0, 0.0
+        """Take marked Stages as they come, until cancelled. Under a continuous stream of changes the batches space
+        out (``_SHARE``): the next round takes more Stages at once, and the same Stage changed meanwhile is computed
+        once."""
         while True:
             await self._wake.wait()
             self._wake.clear()
-            # The changes of one burst arrive together: take them as one. After a long round, rest (counting the
-            # time since it ended) before the next.
-            rest = spent * (1 / _SHARE - 1) - (time.perf_counter() - ended)
-            await asyncio.sleep(max(self.gather_s, rest))
+            await asyncio.sleep(self.gather_s)  # the changes of one burst arrive together: take them as one
             while self.ready is not None and not self.ready():
                 await asyncio.sleep(_HOLD_S)
             pending, self._pending = self._pending, set()
             self._working = len(pending)
-            started = time.perf_counter()
             try:
                 await self._stages(pending)
             except Exception:  # noqa: BLE001 - questions then evaluate, as without precomputation
                 metrics.child(metrics.PRECOMPUTING, "failed").inc()
                 _log.warning("precomputing verdicts failed; questions evaluate instead", exc_info=True)
             finally:
-                ended = time.perf_counter()
-                spent = ended - started
                 self._working = 0
                 metrics.PRECOMPUTE_BACKLOG.set(len(self._pending))
             if not self._pending:
@@ -123,7 +121,10 @@ class Precomputer:
         ordered = sorted(stages)
         for i in range(0, len(ordered), _BATCH):
             # A few at a time: the Rego workers evaluate while the next inputs are read.
+            batch_started = time.perf_counter()
             found = await asyncio.gather(*(self._stage(ns, stage) for ns, stage in ordered[i : i + _BATCH]))
             await self.verdicts.save([v for verdicts in found for v in verdicts])
+            if self._changed_at > batch_started:  # changes keep coming: leave them (and questions) their share
+                await asyncio.sleep((time.perf_counter() - batch_started) * (1 / _SHARE - 1))
         if stages:
             _log.debug("precomputed %d Stage(s) in %.1f ms", len(stages), (time.perf_counter() - started) * 1000)
