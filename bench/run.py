@@ -535,7 +535,9 @@ def ingestion(database_url: str, workers: int, count: int, *, precompute: bool =
         command = [str(Path(sys.executable).parent / "policy-server"), "ingest", "--url", base, "--token", TOKEN,
                    "--batch", "500", str(stream)]  # fmt: skip
         started = time.perf_counter()
-        subprocess.run(command, check=True, capture_output=True)
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            sys.exit(f"policy-server ingest failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
         elapsed = time.perf_counter() - started
         rate = count / elapsed
         out.append(f"ingestion, {label}: policy-server ingest --batch 500 (a CLI process, same stream shape): "

@@ -317,3 +317,40 @@ async def test_postgres_reads_concurrent_probes_together_and_never_shares_one_be
     finally:
         await db.dispose()
         await reference.dispose()
+
+
+def test_taking_the_probe_mark_leaves_sqlite_s_locks_on_the_wal_index_held(tmp_path):
+    """SQLite's connections hold POSIX locks on ``<file>-shm``, among them a shared lock on its byte 128 telling every
+    other process that the WAL index is in use. Closing any descriptor of that file releases every such lock the
+    process holds (https://sqlite.org/howtocorrupt.html, 2.2): another process may then rebuild the index under
+    this one's readers and writers ("database disk image is malformed", "locking protocol" under load). Mapping
+    the index for the probe's mark, and opening it again after a close, must leave them held."""
+    path = tmp_path / "store.db"
+    other = sqlite3.connect(path)
+    other.execute("PRAGMA journal_mode=WAL")
+    other.execute("CREATE TABLE t (x)")
+    other.commit()
+    direct = DirectSqlite(str(path))
+    taker = (
+        "import fcntl, sys\n"
+        "with open(sys.argv[1], 'r+b') as index:\n"
+        "    fcntl.lockf(index, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 128)\n"
+    )
+
+    def another_process_may_take_the_index() -> bool:
+        return subprocess.run([sys.executable, "-c", taker, f"{path}-shm"], capture_output=True).returncode == 0
+
+    try:
+        assert not another_process_may_take_the_index()  # (the plain connection holds it)
+        for _ in range(2):
+            first = direct.data_version()
+            assert isinstance(first[1], bytes)  # the mark is the mapped header
+            other.execute("INSERT INTO t VALUES (1)")
+            other.commit()
+            assert direct.data_version() != first
+            assert not another_process_may_take_the_index()
+            direct.close()  # opened again by the next mark
+            assert not another_process_may_take_the_index()
+    finally:
+        direct.close()
+        other.close()

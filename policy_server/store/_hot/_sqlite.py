@@ -53,6 +53,13 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 """How long a writer waits for SQLite's lock (every connection to the file uses it)."""
 _WAL_INDEX_HEADER = 96
 """The two copies of the WAL-index header at the start of ``<file>-shm`` (https://sqlite.org/walformat.html)."""
+_WAL_INDEXES: dict[tuple[int, int], mmap.mmap] = {}
+"""The WAL indexes this process mapped, by (device, inode), and the descriptors they were opened with (below): never
+closed. Closing any descriptor of a file releases every POSIX lock the process holds on it, SQLite's included (its
+connections' read locks, and the one telling other processes the index is in use: without it, another process
+rebuilds the index under this one's connections; https://sqlite.org/howtocorrupt.html, 2.2). A mapping outlives
+its reader: it is read only while a reader of this process has the index open, so never past the file's end."""
+_WAL_INDEX_FILES: list[int] = []
 _PROBES_KEPT = 10_000
 """Probes kept between two commits to the file (distinct questions; then they are read again)."""
 
@@ -113,23 +120,31 @@ class DirectSqlite:
         """The WAL index this reader opened, mapped read-only; None when the file is not in WAL mode.
 
         While any connection has the index open, SQLite never shrinks it (only the first to open it does), so the
-        mapping stays valid until the reader closes; it is unmapped first."""
+        mapping is valid while the reader is open. Nothing opened here is ever closed (see ``_WAL_INDEXES``)."""
         with _translated():
             if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 return None
             conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()  # a read opens the index
         try:
-            with open(f"{self.path}-shm", "rb") as index:
-                if os.fstat(index.fileno()).st_size < _WAL_INDEX_HEADER:
-                    return None
-                return mmap.mmap(index.fileno(), _WAL_INDEX_HEADER, access=mmap.ACCESS_READ)
-        except OSError:
+            index = os.stat(f"{self.path}-shm")
+            kept = _WAL_INDEXES.get((index.st_dev, index.st_ino))
+            if kept is not None:
+                return kept
+            if index.st_size < _WAL_INDEX_HEADER:
+                return None
+            descriptor = os.open(f"{self.path}-shm", os.O_RDONLY | os.O_CLOEXEC)
+            _WAL_INDEX_FILES.append(descriptor)
+            if (os.fstat(descriptor).st_dev, os.fstat(descriptor).st_ino) != (index.st_dev, index.st_ino):
+                return None  # (replaced meanwhile: the mark falls back to data_version)
+            mapped = _WAL_INDEXES[(index.st_dev, index.st_ino)] = mmap.mmap(
+                descriptor, _WAL_INDEX_HEADER, access=mmap.ACCESS_READ
+            )
+            return mapped
+        except (OSError, ValueError):
             return None
 
     def _unmap(self) -> None:
-        if self._wal_index is not None:
-            self._wal_index.close()
-            self._wal_index = None
+        self._wal_index = None  # (the mapping itself stays open: see _WAL_INDEXES)
 
     def data_version(self) -> tuple[int, int | bytes]:
         """A mark that changes whenever any connection, of this process or another, has committed to the file
