@@ -114,7 +114,7 @@ class DecisionLogWriter:
             written = await self.write_folds()
             if not self._folds:
                 return
-            delay = self.fold_interval_s if written else min(max(delay, self.fold_interval_s) * 2, _RETRY_MAX_S)
+            delay = self.fold_interval_s if written else min(delay * 2, _RETRY_MAX_S)
 
     async def write_folds(self) -> bool:
         """Write the folds gathered so far (kept for the next try if the store is unavailable: False). Returns once

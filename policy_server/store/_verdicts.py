@@ -7,7 +7,7 @@ from sqlalchemy import delete, func, insert, literal, or_, select, tuple_
 from policy_server.store._db import Database
 from policy_server.store._models import PrecomputedVerdictRow, StateVersionRow
 from policy_server.store._types import PrecomputedVerdict
-from policy_server.store._versions import FREIGHT_SCOPE
+from policy_server.store._versions import FREIGHT_SCOPE, stage_scope
 
 _V = PrecomputedVerdictRow.__table__
 _S = StateVersionRow.__table__
@@ -22,7 +22,7 @@ def _now_version(scope: object) -> object:
 
 # State versions only move on: a verdict computed at older ones can never answer again.
 _OUTLIVED = or_(
-    _V.c.stage_version < _now_version(literal("stage/") + _V.c.stage),
+    _V.c.stage_version < _now_version(literal(stage_scope("")) + _V.c.stage),
     _V.c.freight_version < _now_version(literal(FREIGHT_SCOPE)),
 )
 

@@ -134,11 +134,11 @@ class DirectSqlite:
                 return None
             descriptor = os.open(f"{self.path}-shm", os.O_RDONLY | os.O_CLOEXEC)
             _WAL_INDEX_FILES.append(descriptor)
-            if (os.fstat(descriptor).st_dev, os.fstat(descriptor).st_ino) != (index.st_dev, index.st_ino):
+            opened = os.fstat(descriptor)
+            if (opened.st_dev, opened.st_ino) != (index.st_dev, index.st_ino):
                 return None  # (replaced meanwhile: the mark falls back to data_version)
-            mapped = _WAL_INDEXES[(index.st_dev, index.st_ino)] = mmap.mmap(
-                descriptor, _WAL_INDEX_HEADER, access=mmap.ACCESS_READ
-            )
+            mapped = mmap.mmap(descriptor, _WAL_INDEX_HEADER, access=mmap.ACCESS_READ)
+            _WAL_INDEXES[(index.st_dev, index.st_ino)] = mapped
             return mapped
         except (OSError, ValueError):
             return None
